@@ -1,0 +1,115 @@
+"""A run configuration: everything that determines a run's result, with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from . import data, models, optim
+
+SCHEDULERS = ("none", "multistep", "cosine")
+INITS = ("default", "metainit")
+_SCHEDULER_OPTIONS = {"none": (), "multistep": ("milestones", "gamma"), "cosine": ("eta_min",)}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal text (and equal hashes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``hyperparameters`` are completed with the optimizer's registered defaults.
+
+    ``validation_fraction`` > 0 holds out that stratified fraction of the training set (a fixed split,
+    the same for every seed) and evaluates on it instead of the test set, for hyperparameter selection.
+    ``max_train_examples`` trains on a fixed subset (the same for every seed), for quick profiles.
+    """
+
+    optimizer: str
+    num_epochs: int
+    dataset: str = "digits"
+    image_size: int | None = None
+    model: str = "resnet18"
+    model_options: dict = field(default_factory=dict)
+    hyperparameters: dict = field(default_factory=dict)
+    scheduler: str = "none"
+    scheduler_options: dict = field(default_factory=dict)
+    batch_size: int = 128
+    seed: int = 0
+    augment: bool = False
+    validation_fraction: float = 0.0
+    max_train_examples: int | None = None
+    init: str = "default"
+
+    def __post_init__(self):
+        self.validate()
+        resolved = optim.resolve_hyperparameters(self.optimizer, **self.hyperparameters)
+        object.__setattr__(self, "hyperparameters", _jsonable(resolved))
+        object.__setattr__(self, "model_options", _jsonable(dict(self.model_options)))
+        object.__setattr__(self, "scheduler_options", _jsonable(dict(self.scheduler_options)))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad value and what is allowed."""
+        data.check_dataset_name(self.dataset)
+        models.check_model_options(self.model, dict(self.model_options))
+        _positive_int("num_epochs", self.num_epochs)
+        _positive_int("batch_size", self.batch_size)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"invalid seed {self.seed!r}: the seed must be an integer >= 0")
+        if self.image_size is not None:
+            _positive_int("image_size", self.image_size)
+        if self.max_train_examples is not None:
+            _positive_int("max_train_examples", self.max_train_examples)
+        if not isinstance(self.validation_fraction, (int, float)) or not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in [0, 1)")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"invalid augment {self.augment!r}: it must be true or false")
+        if self.init not in INITS:
+            raise ValueError(f"invalid init {self.init!r}: allowed {', '.join(INITS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; available: {', '.join(SCHEDULERS)}")
+        unknown = sorted(set(self.scheduler_options) - set(_SCHEDULER_OPTIONS[self.scheduler]))
+        if unknown:
+            allowed = ", ".join(_SCHEDULER_OPTIONS[self.scheduler]) or "none"
+            raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for scheduler {self.scheduler!r}; allowed: {allowed}")
+        if self.scheduler == "multistep":
+            milestones = self.scheduler_options.get("milestones")
+            if not isinstance(milestones, (list, tuple)) or not all(isinstance(m, int) and m > 0 for m in milestones):
+                raise ValueError(f"invalid milestones {milestones!r}: multistep needs a list of positive epoch numbers")
+        # building the optimizer on a dummy tensor runs its own checks (p ranges, mixing weights, ...)
+        import torch
+
+        optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+
+    def to_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @property
+    def run_id(self) -> str:
+        """``<optimizer>-<12 hex digits of the configuration's hash>``: equal configurations, equal ids."""
+        digest = hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
+        return f"{self.optimizer}-{digest[:12]}"
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"invalid {name} {value!r}: {name} must be an integer > 0")

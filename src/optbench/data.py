@@ -1,0 +1,219 @@
+"""Datasets as whole uint8 tensors on the run's device, with batch-level normalization and augmentation.
+
+``digits`` (scikit-learn's bundled 8×8 handwritten digits, no download) is the embedded default; ``mnist``,
+``fashion_mnist``, ``cifar10`` and ``cifar100`` load through torchvision under :func:`data_dir`.
+Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist`` package installs it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100")
+
+#: where Debian's dataset-fashion-mnist package puts the gzipped IDX files
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+_HOW_TO_SUPPLY = {
+    "mnist": "put the four MNIST IDX files (un-gzipped) in {root}/MNIST/raw/",
+    "fashion_mnist": "install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist), "
+    "or put the four Fashion-MNIST IDX files (un-gzipped) in {root}/FashionMNIST/raw/",
+    "cifar10": "extract cifar-10-python.tar.gz so that {root}/cifar-10-batches-py/ exists",
+    "cifar100": "extract cifar-100-python.tar.gz so that {root}/cifar-100-python/ exists",
+}
+
+#: the digits test split is fixed for every run, so that test numbers are comparable across seeds
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is not on disk and could not be downloaded."""
+
+
+def data_dir() -> Path:
+    """Root of the datasets: ``$OPTBENCH_DATA_DIR``, else ``~/.cache/optbench/data``."""
+    return Path(os.environ.get("OPTBENCH_DATA_DIR", Path.home() / ".cache" / "optbench" / "data")).expanduser()
+
+
+@dataclass
+class ImageData:
+    """A dataset held in memory: images as uint8 (N, C, H, W), labels as int64 (N,)."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        return ImageData(
+            self.name,
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
+            self.num_classes,
+            self.mean,
+            self.std,
+        )
+
+
+def check_dataset_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+
+
+def load_dataset(name: str, image_size: int | None = None, device: torch.device | str = "cpu", download: bool = True) -> ImageData:
+    """Load dataset ``name`` whole, resized to ``image_size`` (None keeps the native size) on ``device``."""
+    check_dataset_name(name)
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
+        raise ValueError(f"invalid image_size {image_size!r}: it must be an integer >= 4")
+    if name == "digits":
+        train_images, train_labels, test_images, test_labels, num_classes = _load_digits()
+    else:
+        train_images, train_labels, test_images, test_labels, num_classes = _load_torchvision(name, download)
+    if image_size is not None and image_size != train_images.shape[-1]:
+        train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
+    scaled = train_images.double() / 255.0
+    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+    data = ImageData(name, train_images, train_labels, test_images, test_labels, num_classes, mean, std)
+    return data.to(device)
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # pixel values are 0..16; stretch them to the 0..255 range of every other dataset
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    labels = digits.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels
+    )
+    return torch.from_numpy(train_x), torch.from_numpy(train_y), torch.from_numpy(test_x), torch.from_numpy(test_y), 10
+
+
+def _provide_debian_fashion_mnist(root: Path) -> None:
+    """Un-gzip Debian's Fashion-MNIST files where torchvision's loader looks for them."""
+    raw = root / "FashionMNIST" / "raw"
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        return
+    for gz_path in sorted(DEBIAN_FASHION_MNIST.glob("*-ubyte.gz")):
+        target = raw / gz_path.name[: -len(".gz")]
+        if target.exists():
+            continue
+        raw.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        with gzip.open(gz_path, "rb") as source, open(partial, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        partial.replace(target)
+
+
+def _load_torchvision(name: str, download: bool):
+    import torchvision
+
+    root = data_dir()
+    if name == "fashion_mnist":
+        _provide_debian_fashion_mnist(root)
+    dataset_class = getattr(torchvision.datasets, _TORCHVISION[name])
+    try:
+        train = dataset_class(str(root), train=True, download=download)
+        test = dataset_class(str(root), train=False, download=download)
+    except Exception as error:  # torchvision raises RuntimeError, URLError or OSError depending on what failed
+        how = _HOW_TO_SUPPLY[name].format(root=root)
+        raise DatasetUnavailableError(
+            f"dataset {name!r} is not in {root} and could not be downloaded ({type(error).__name__}: {error}). "
+            f"To supply it: {how}; or set OPTBENCH_DATA_DIR to the directory that holds it."
+        ) from None
+    return (*_as_tensors(train), *_as_tensors(test), len(train.classes))
+
+
+def _as_tensors(dataset):
+    images = dataset.data
+    images = torch.as_tensor(np.asarray(images))
+    if images.ndim == 3:  # MNIST-like: (N, H, W)
+        images = images[:, None]
+    else:  # CIFAR: (N, H, W, C)
+        images = images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    return images.contiguous().to(torch.uint8), labels
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (N, C, H, W) → float32, scaled to [0, 1] and standardized per channel."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean_t) / std_t
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
+    """Random crop after zero padding by ``padding`` and random horizontal flip, for a whole batch at once."""
+    count, _, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator).to(images.device)
+    rows = offsets[0][:, None] + torch.arange(height, device=images.device)[None, :]
+    cols = offsets[1][:, None] + torch.arange(width, device=images.device)[None, :]
+    batch_index = torch.arange(count, device=images.device)[:, None, None]
+    # advanced indexing puts the gathered (N, H, W) dims first and the channel dim last
+    cropped = padded.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        flipped = torch.rand(count, generator=generator).to(images.device) < 0.5
+        cropped = torch.where(flipped.view(-1, 1, 1, 1), cropped.flip(3), cropped)
+    return cropped.contiguous()
+
+
+def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator | None, shuffle: bool = True):
+    """Index tensors of consecutive batches (the last one may be smaller) of a shuffled or ordered epoch."""
+    order = torch.randperm(num_examples, generator=generator) if shuffle else torch.arange(num_examples)
+    return list(order.split(batch_size))
+
+
+def validation_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified (train, validation) index tensors holding out ``fraction`` of the examples."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"invalid validation fraction {fraction!r}: it must lie in (0, 1)")
+    labels_np = labels.cpu().numpy()
+    train_index, validation_index = train_test_split(
+        np.arange(len(labels_np)), test_size=fraction, random_state=seed, stratify=labels_np
+    )
+    return torch.from_numpy(np.sort(train_index)), torch.from_numpy(np.sort(validation_index))
+
+
+def kfold_splits(num_examples: int, num_folds: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(train, held-out) index tensors of a shuffled k-fold split (scikit-learn's KFold)."""
+    from sklearn.model_selection import KFold
+
+    if not isinstance(num_folds, int) or num_folds < 2:
+        raise ValueError(f"invalid num_folds {num_folds!r}: it must be an integer >= 2")
+    folds = KFold(n_splits=num_folds, shuffle=True, random_state=seed).split(np.arange(num_examples))
+    return [(torch.from_numpy(train), torch.from_numpy(held_out)) for train, held_out in folds]

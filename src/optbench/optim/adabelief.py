@@ -1,0 +1,124 @@
+"""AdaBelief: Adam whose second moment is the belief in the gradient (Zhuang et al. 2020).
+
+Zhuang, J., Tang, T., Ding, Y., Tatikonda, S., Dvornek, N., Papademetris, X., Duncan, J. S., "AdaBelief
+Optimizer: Adapting Stepsizes by the Belief in Observed Gradients", NeurIPS 2020 (arXiv:2010.07468).
+Update of one parameter θ with gradient g at step t (counted from 1)::
+
+    g ← g + weight_decay·θ                  (coupled L2; with decoupled_weight_decay: θ ← θ·(1 − lr·weight_decay))
+    m ← β1·m + (1 − β1)·g
+    s ← β2·s + (1 − β2)·(g − m)² + eps      (eps inside s, as in the official code)
+    ŝ ← max(ŝ, s)                           (only with amsgrad; ŝ = s otherwise)
+    θ ← θ − lr/(1 − β1^t) · m / (sqrt(ŝ)/sqrt(1 − β2^t) + eps)
+
+Weight decay is coupled (L2 added to the gradient) by default: the paper's CIFAR runs used
+adabelief-pytorch 0.0.5, whose default was ``weight_decouple=False``, with weight decay 5e-4 (an L2-sized
+value); the package's later releases (≥ 0.1) default to decoupled decay. ``decoupled_weight_decay=True``
+gives the AdamW-style decay θ ← θ·(1 − lr·weight_decay) (the package's ``fixed_decay=False`` form).
+Rectification (the package's ``rectify``) is not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+
+from .registry import check_common_hyperparameters, register
+
+
+class AdaBelief(torch.optim.Optimizer):
+    """AdaBelief (see the module docstring for the update rule)."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        check_common_hyperparameters({key: group[key] for key in ("lr", "betas", "eps", "weight_decay")})
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], torch.Tensor]] = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, weight_decay, amsgrad = group["lr"], group["eps"], group["weight_decay"], group["amsgrad"]
+            params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars = [], [], [], [], []
+            step_sizes, bias_correction2_roots = [], []
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.is_sparse:
+                    raise RuntimeError("AdaBelief does not support sparse gradients")
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["exp_avg_var"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                if amsgrad and "max_exp_avg_var" not in state:
+                    state["max_exp_avg_var"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["step"] += 1
+                step = state["step"]
+                params.append(param)
+                grads.append(param.grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_vars.append(state["exp_avg_var"])
+                if amsgrad:
+                    max_exp_avg_vars.append(state["max_exp_avg_var"])
+                step_sizes.append(-lr / (1.0 - beta1**step))
+                bias_correction2_roots.append(math.sqrt(1.0 - beta2**step))
+            if not params:
+                continue
+
+            if weight_decay != 0:
+                if group["decoupled_weight_decay"]:
+                    torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+                else:
+                    grads = torch._foreach_add(grads, params, alpha=weight_decay)
+            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+            residuals = torch._foreach_sub(grads, exp_avgs)
+            torch._foreach_mul_(exp_avg_vars, beta2)
+            torch._foreach_addcmul_(exp_avg_vars, residuals, residuals, value=1.0 - beta2)
+            torch._foreach_add_(exp_avg_vars, eps)
+            if amsgrad:
+                torch._foreach_maximum_(max_exp_avg_vars, exp_avg_vars)
+                beliefs = max_exp_avg_vars
+            else:
+                beliefs = exp_avg_vars
+            denominators = torch._foreach_sqrt(beliefs)
+            torch._foreach_div_(denominators, bias_correction2_roots)
+            torch._foreach_add_(denominators, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
+        return loss
+
+
+def _adabelief(params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay):
+    return AdaBelief(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                     decoupled_weight_decay=decoupled_weight_decay)
+
+
+register(
+    "adabelief",
+    _adabelief,
+    {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
+     "decoupled_weight_decay": False},
+    "AdaBelief (Zhuang et al. 2020): Adam with the EMA of (g − m)² as second moment; coupled L2 by default",
+)

@@ -1,0 +1,260 @@
+"""ATMO: Adam mixed with SGD momentum (Landro, Gallo & La Grassa, "Combining Optimization Methods Using an
+Adaptive Meta Optimizer", Algorithms 14(6):186, 2021).
+
+Two optimizers run side by side on the same gradient; their directions and their step sizes are mixed
+with the same weights λ_S (SGD) and λ_A (adaptive branch):
+
+    g   = ∇f(θ) + wd·θ                                   (each branch's coupled L2)
+    d_S = buf ← μ·buf + g                                 (SGD momentum, first buf = g)
+    m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
+    d_A = m / (sqrt(v) + eps)^(2p) ,   η_A = lr·sqrt(1−β2^t)/(1−β1^t)      (Adam: p = 1/2)
+    θ ← θ − (λ_S·lr + λ_A·η_A) · (λ_S·d_S + λ_A·d_A)
+
+Weights are either constant (``sgd_weight``, ``adam_weight``) or dynamic: at the start of epoch e (from 0)
+λ_A = max(0, 1 − e/E), λ_S = 1 − λ_A, so training moves from Adam to pure SGD momentum over E epochs
+(``dynamic_epochs``; ``None`` means the run's number of epochs). A dynamic optimizer starts at λ_A = 1.
+The adaptive branch is skipped while λ_A = 0 (pure SGD momentum costs what SGD costs).
+
+:class:`MixedOptimizer` holds the mixing, the SGD branch and the weight schedule; subclasses only supply
+the adaptive branch (ATMO and PADAM-SGD: Adam/Padam, :mod:`.padam_sgd`; AdaSGD: AdaHessian, :mod:`.adasgd`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .registry import register
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_nonnegative(name: str, value) -> None:
+    if not _is_number(value) or not value >= 0:
+        raise ValueError(f"invalid {name} {value!r}: {name} must be a number >= 0")
+
+
+def check_betas(betas) -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
+    for index, beta in enumerate(betas):
+        if not _is_number(beta) or not 0.0 <= beta < 1.0:
+            raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
+
+
+def parameters_by_step(optimizer: torch.optim.Optimizer, group: dict, init_state) -> dict[int, list[torch.Tensor]]:
+    """Advance the step count of ``group``'s parameters that have gradients; return them keyed by step count.
+
+    A parameter's state is created by ``init_state(group, param, state)`` at its first step. Parameters that
+    missed steps keep their own count (their bias corrections differ), hence the buckets; usually one.
+    """
+    by_step: dict[int, list[torch.Tensor]] = {}
+    for param in group["params"]:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse:
+            raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients")
+        state = optimizer.state[param]
+        if "step" not in state:
+            state["step"] = 0
+            init_state(group, param, state)
+        state["step"] += 1
+        by_step.setdefault(state["step"], []).append(param)
+    return by_step
+
+
+@dataclass
+class AdaptiveDirection:
+    """The adaptive branch of one step: d_A = scale·numerators/denominators + decay·θ, step size η_A."""
+
+    step_size: float
+    scale: float
+    numerators: list[torch.Tensor]
+    denominators: list[torch.Tensor]
+    decay: float = 0.0
+
+
+class MixedOptimizer(torch.optim.Optimizer):
+    """θ ← θ − (λ_S·lr + λ_A·η_A)·(λ_S·d_S + λ_A·d_A): SGD momentum mixed with an adaptive branch.
+
+    Subclasses implement :meth:`adaptive_direction` and may add per-parameter state in
+    :meth:`init_state`. The mixing weights live in each param group (``sgd_weight``, ``adam_weight``), so
+    ``state_dict`` carries the current dynamic weights.
+    """
+
+    def __init__(self, params, defaults: dict):
+        lr, momentum = defaults["lr"], defaults["momentum"]
+        check_nonnegative("lr", lr)
+        if not _is_number(momentum) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"invalid momentum {momentum!r}: momentum must lie in [0, 1)")
+        check_nonnegative("eps", defaults["eps"])
+        check_nonnegative("weight_decay", defaults["weight_decay"])
+        check_betas(defaults["betas"])
+        check_nonnegative("sgd_weight", defaults["sgd_weight"])
+        check_nonnegative("adam_weight", defaults["adam_weight"])
+        dynamic, epochs = defaults["dynamic_weights"], defaults["dynamic_epochs"]
+        if not isinstance(dynamic, bool):
+            raise ValueError(f"invalid dynamic_weights {dynamic!r}: dynamic_weights must be True or False")
+        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+            raise ValueError(f"invalid dynamic_epochs {epochs!r}: dynamic_epochs must be None or an integer >= 1")
+        if not dynamic and defaults["sgd_weight"] + defaults["adam_weight"] == 0:
+            raise ValueError("invalid sgd_weight 0 and adam_weight 0: at least one mixing weight must be > 0")
+        if dynamic:
+            # the schedule's value at epoch 0, used until on_epoch_start says otherwise
+            defaults = {**defaults, "sgd_weight": 0.0, "adam_weight": 1.0}
+        super().__init__(params, defaults)
+
+    # ----------------------------------------------------------------- schedule of the mixing weights
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Dynamic weights: λ_A = max(0, 1 − epoch/E), λ_S = 1 − λ_A, E = ``dynamic_epochs`` or ``num_epochs``."""
+        if epoch < 0 or num_epochs < 1:
+            raise ValueError(f"invalid epoch {epoch} of {num_epochs}: need epoch >= 0 and num_epochs >= 1")
+        for group in self.param_groups:
+            if not group["dynamic_weights"]:
+                continue
+            horizon = group["dynamic_epochs"] or num_epochs
+            group["adam_weight"] = max(0.0, 1.0 - epoch / horizon)
+            group["sgd_weight"] = 1.0 - group["adam_weight"]
+
+    # ----------------------------------------------------------------- subclass interface
+    def init_state(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        """Create the adaptive branch's per-parameter state."""
+        raise NotImplementedError
+
+    def adaptive_direction(self, group, params, grads, decayed_grads, states, step: int) -> AdaptiveDirection:
+        """Update the adaptive branch's state for parameters at step ``step`` (from 1) and return its direction.
+
+        ``grads`` are the raw gradients, ``decayed_grads`` the gradients plus wd·θ.
+        """
+        raise NotImplementedError
+
+    def prepare_step(self) -> None:
+        """Called once per step before the per-group updates (AdaSGD estimates its Hessian diagonal here)."""
+
+    # ----------------------------------------------------------------- the step
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Take one step; ``closure`` (optional) re-evaluates the loss and its gradients."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.prepare_step()
+        for group in self.param_groups:
+            for step, params in parameters_by_step(self, group, self._init_param_state).items():
+                self._update(group, params, step)
+        return loss
+
+    def _init_param_state(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        # a zero buffer gives buf = g at the first step, as torch.optim.SGD's clone does
+        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.init_state(group, param, state)
+
+    def _update(self, group: dict, params: list[torch.Tensor], step: int) -> None:
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        sgd_weight, adam_weight = group["sgd_weight"], group["adam_weight"]
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params]
+        decayed = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay != 0 else grads
+
+        buffers = [state["momentum_buffer"] for state in states]
+        if momentum != 0:
+            torch._foreach_mul_(buffers, momentum)
+        else:
+            torch._foreach_zero_(buffers)
+        torch._foreach_add_(buffers, decayed)
+
+        adaptive = None
+        merged_lr = sgd_weight * lr
+        if adam_weight != 0:
+            adaptive = self.adaptive_direction(group, params, grads, decayed, states, step)
+            merged_lr += adam_weight * adaptive.step_size
+
+        # every term below uses the θ of before the step: the decay factor multiplies θ first, the others
+        # add quantities computed beforehand
+        if adaptive is not None and adaptive.decay != 0:
+            torch._foreach_mul_(params, 1.0 - merged_lr * adam_weight * adaptive.decay)
+        if sgd_weight != 0:
+            torch._foreach_add_(params, buffers, alpha=-merged_lr * sgd_weight)
+        if adaptive is not None:
+            torch._foreach_addcdiv_(
+                params, adaptive.numerators, adaptive.denominators, value=-merged_lr * adam_weight * adaptive.scale
+            )
+
+
+class ATMO(MixedOptimizer):
+    """ATMO (Landro et al. 2021): Adam (p = 1/2, no AMSGrad max) mixed with SGD momentum; see the module doc.
+
+    :class:`~optbench.optim.padam_sgd.PadamSGD` is the same optimizer with Padam's partial power p and
+    optional AMSGrad max; ATMO is PADAM-SGD with p = 1/2.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.01,
+        momentum: float = 0.95,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 5e-4,
+        sgd_weight: float = 0.5,
+        adam_weight: float = 0.5,
+        dynamic_weights: bool = False,
+        dynamic_epochs: int | None = None,
+        *,
+        p: float = 0.5,
+        amsgrad: bool = False,
+    ):
+        if not _is_number(p) or not 0.0 < p <= 0.5:
+            raise ValueError(f"invalid p {p!r}: p must lie in (0, 1/2]")
+        if not isinstance(amsgrad, bool):
+            raise ValueError(f"invalid amsgrad {amsgrad!r}: amsgrad must be True or False")
+        defaults = dict(
+            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
+            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad,
+        )
+        super().__init__(params, defaults)
+
+    def init_state(self, group, param, state):
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def adaptive_direction(self, group, params, grads, decayed_grads, states, step):
+        beta1, beta2 = group["betas"]
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        torch._foreach_lerp_(exp_avgs, decayed_grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, decayed_grads, decayed_grads, value=1.0 - beta2)
+        second_moments = exp_avg_sqs
+        if group["amsgrad"]:
+            maxima = []
+            for state in states:
+                # a state loaded from amsgrad=False, or amsgrad switched on later, starts its max at v
+                maxima.append(state.setdefault("max_exp_avg_sq", state["exp_avg_sq"].clone()))
+            torch._foreach_maximum_(maxima, exp_avg_sqs)
+            second_moments = maxima
+        denominators = torch._foreach_sqrt(second_moments)
+        torch._foreach_add_(denominators, group["eps"])
+        if group["p"] != 0.5:
+            torch._foreach_pow_(denominators, 2.0 * group["p"])
+        step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        return AdaptiveDirection(step_size=step_size, scale=1.0, numerators=exp_avgs, denominators=denominators)
+
+
+register(
+    "atmo",
+    ATMO,
+    {
+        "lr": 0.01, "momentum": 0.95, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 5e-4,
+        "sgd_weight": 0.5, "adam_weight": 0.5, "dynamic_weights": False, "dynamic_epochs": None,
+    },
+    "ATMO: Adam mixed with SGD momentum, constant or dynamic weights (Landro et al. 2021)",
+)

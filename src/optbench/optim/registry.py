@@ -1,0 +1,112 @@
+"""The optimizer registry: one name, one factory, one set of defaults.
+
+``make_optimizer("adam", model.parameters(), lr=1e-3)`` builds any optimizer of the studies with
+hyperparameter names as in torch.optim (``lr``, ``betas``, ``eps``, ``weight_decay``, ``momentum``).
+Unknown names and hyperparameters, and invalid values, raise ``ValueError`` naming the bad value and
+what is allowed, before any parameter is touched.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """How to build one registered optimizer."""
+
+    name: str
+    factory: Callable[..., torch.optim.Optimizer]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    #: hyperparameters accepted besides ``defaults`` (e.g. forwarded to an inner optimizer)
+    extra_hyperparameters: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, OptimizerSpec] = {}
+
+
+def register(
+    name: str,
+    factory: Callable[..., torch.optim.Optimizer],
+    defaults: dict[str, Any],
+    description: str = "",
+    extra_hyperparameters: Iterable[str] = (),
+) -> None:
+    """Register ``factory(params, **hyperparameters)`` under ``name`` with its default hyperparameters."""
+    if name in _REGISTRY:
+        raise ValueError(f"optimizer {name!r} is already registered")
+    _REGISTRY[name] = OptimizerSpec(name, factory, dict(defaults), description, tuple(extra_hyperparameters))
+
+
+def available() -> list[str]:
+    """Names of every registered optimizer, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> OptimizerSpec:
+    """The registered spec of ``name``; ``ValueError`` listing the known names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+def default_hyperparameters(name: str) -> dict[str, Any]:
+    """A copy of the defaults of optimizer ``name``."""
+    return dict(spec(name).defaults)
+
+
+def resolve_hyperparameters(name: str, **hyperparameters: Any) -> dict[str, Any]:
+    """Defaults of ``name`` updated with ``hyperparameters``, after checking names and common values.
+
+    Checks every value that all optimizers share (``lr`` > 0; ``eps``, ``weight_decay``, ``momentum`` ≥ 0;
+    each beta in [0, 1)); the optimizers check their own parameters in their constructors.
+    """
+    known = spec(name)
+    allowed = set(known.defaults) | set(known.extra_hyperparameters)
+    unknown = sorted(set(hyperparameters) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    resolved = {**known.defaults, **hyperparameters}
+    check_common_hyperparameters(resolved)
+    return resolved
+
+
+def check_common_hyperparameters(hyperparameters: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an invalid lr, eps, weight decay, momentum or betas."""
+    if "lr" in hyperparameters:
+        lr = hyperparameters["lr"]
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+            raise ValueError(f"invalid lr {lr!r}: the learning rate must be a number > 0")
+    for key in ("eps", "weight_decay", "momentum"):
+        if key in hyperparameters:
+            value = hyperparameters[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"invalid {key} {value!r}: {key} must be a number >= 0")
+    if "betas" in hyperparameters:
+        betas = hyperparameters["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
+        for index, beta in enumerate(betas):
+            if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+                raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
+
+
+def make_optimizer(name: str, params, **hyperparameters: Any) -> torch.optim.Optimizer:
+    """Build registered optimizer ``name`` over ``params`` with its defaults updated by ``hyperparameters``."""
+    resolved = resolve_hyperparameters(name, **hyperparameters)
+    if "betas" in resolved:
+        resolved["betas"] = tuple(resolved["betas"])
+    return spec(name).factory(params, **resolved)
+
+
+def factory_accepts(factory: Callable, key: str) -> bool:
+    """Whether ``factory`` takes keyword ``key`` (used to forward only what an optimizer understands)."""
+    return key in inspect.signature(factory).parameters

@@ -1,0 +1,66 @@
+"""Seaborn figures of the chapters: metric curves with 95% bands over seeds, time bars, heatmaps."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .statistics import band
+
+X_LABELS = {"epoch": "epoch", "grad_evals": "gradient evaluations", "elapsed_seconds": "wall-clock seconds"}
+Y_LABELS = {
+    "train_loss": "training loss",
+    "test_loss": "test loss",
+    "test_error": "test error",
+    "test_accuracy": "test accuracy",
+    "train_accuracy": "training accuracy",
+    "seconds": "seconds per epoch",
+}
+
+
+def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "label", ax=None, log_y: bool = False, **kwargs):
+    """Mean of ``y`` against ``x`` per ``hue`` with a 95% band over seeds (runs aligned by epoch)."""
+    ax = ax if ax is not None else plt.gca()
+    if x == "epoch":
+        sns.lineplot(data=frame, x=x, y=y, hue=hue, errorbar=band, ax=ax, **kwargs)
+    else:
+        # seeds differ slightly in seconds (and may differ in evaluations): average x per epoch too
+        means = frame.groupby([hue, "epoch"], sort=False)[x].transform("mean")
+        sns.lineplot(data=frame.assign(**{x: means}), x=x, y=y, hue=hue, errorbar=band, ax=ax, **kwargs)
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(Y_LABELS.get(y, y))
+    if log_y:
+        ax.set_yscale("log")
+    return ax
+
+
+def curve_grid(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: str = "label", log_y=(), width: float = 4.6):
+    """One panel per metric, a shared legend below: the chapters' standard curve figure."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y)
+        ax.get_legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 6), 1, 1))
+    return fig
+
+
+def time_bars(frame: pd.DataFrame, y: str = "seconds", x: str = "label", ax=None, order=None, **kwargs):
+    """Mean ``y`` (seconds per epoch by default) per ``x`` with a 95% interval over seeds and epochs."""
+    ax = ax if ax is not None else plt.gca()
+    sns.barplot(data=frame, x=x, y=y, errorbar=band, ax=ax, order=order, **kwargs)
+    ax.set_xlabel("")
+    ax.set_ylabel(Y_LABELS.get(y, y))
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return ax
+
+
+def heatmap(table: pd.DataFrame, ax=None, fmt: str = ".3f", cmap: str = "viridis_r", **kwargs):
+    """Annotated heatmap of a 2-D table (rows × columns)."""
+    ax = ax if ax is not None else plt.gca()
+    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, ax=ax, **kwargs)
+    return ax

@@ -1,0 +1,204 @@
+"""Train one configuration and return its record: per-epoch metrics, status and provenance."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__, data, models, optim, protocol
+from .config import RunConfig
+
+#: the held-out validation split and the training subset are the same for every seed
+SPLIT_SEED = 0
+EVALUATION_BATCH_SIZE = 1000
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_dataset(name: str, image_size: int | None, device: str) -> data.ImageData:
+    return data.load_dataset(name, image_size=image_size, device=device)
+
+
+def prepare_data(config: RunConfig, device: torch.device) -> tuple[data.ImageData, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dataset, train images, train labels, evaluation images, evaluation labels) of a configuration."""
+    dataset = _cached_dataset(config.dataset, config.image_size, str(device))
+    train_images, train_labels = dataset.train_images, dataset.train_labels
+    eval_images, eval_labels = dataset.test_images, dataset.test_labels
+    if config.validation_fraction > 0:
+        train_index, validation_index = data.validation_split(train_labels, config.validation_fraction, SPLIT_SEED)
+        train_index, validation_index = train_index.to(train_images.device), validation_index.to(train_images.device)
+        eval_images, eval_labels = train_images[validation_index], train_labels[validation_index]
+        train_images, train_labels = train_images[train_index], train_labels[train_index]
+    if config.max_train_examples is not None and config.max_train_examples < len(train_labels):
+        subset = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        subset = subset[: config.max_train_examples].sort().values.to(train_images.device)
+        train_images, train_labels = train_images[subset], train_labels[subset]
+    return dataset, train_images, train_labels, eval_images, eval_labels
+
+
+def build_model(config: RunConfig, dataset: data.ImageData, device: torch.device) -> torch.nn.Module:
+    model = models.make_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes, **config.model_options)
+    return model.to(device)
+
+
+def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
+    if config.scheduler == "multistep":
+        options = {"gamma": 0.1, **config.scheduler_options}
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(options["milestones"]), gamma=options["gamma"])
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.num_epochs, eta_min=config.scheduler_options.get("eta_min", 0.0)
+        )
+    return None
+
+
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (eval mode) on a whole split."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    with torch.no_grad():
+        for start in range(0, len(labels), EVALUATION_BATCH_SIZE):
+            inputs = data.normalize(images[start : start + EVALUATION_BATCH_SIZE], mean, std)
+            targets = labels[start : start + EVALUATION_BATCH_SIZE]
+            logits = model(inputs)
+            total_loss += F.cross_entropy(logits, targets, reduction="sum").double()
+            correct += (logits.argmax(dim=1) == targets).sum()
+    model.train(was_training)
+    return total_loss.item() / len(labels), correct.item() / len(labels)
+
+
+def full_gradient_function(model, optimizer, images, labels, mean, std, batch_size):
+    """A function leaving the mean training-set gradient in ``p.grad`` (train mode, BatchNorm statistics frozen)."""
+
+    def full_gradient() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with protocol.frozen_batchnorm_statistics(model):
+            for start in range(0, len(labels), batch_size):
+                inputs = data.normalize(images[start : start + batch_size], mean, std)
+                targets = labels[start : start + batch_size]
+                loss = F.cross_entropy(model(inputs), targets, reduction="sum") / len(labels)
+                loss.backward()
+
+    return full_gradient
+
+
+def train(config: RunConfig, device: torch.device | str | None = None, progress: bool = True) -> dict:
+    """Train ``config`` from scratch and return its record (not yet sealed or saved)."""
+    config.validate()
+    device = torch.device(device) if device is not None else default_device()
+    dataset, train_images, train_labels, eval_images, eval_labels = prepare_data(config, device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = build_model(config, dataset, device)
+    if config.init == "metainit":
+        from .metainit import metainit
+
+        metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes)
+    optimizer = optim.make_optimizer(config.optimizer, model.parameters(), **config.hyperparameters)
+    scheduler = build_scheduler(config, optimizer)
+    full_gradient = full_gradient_function(
+        model, optimizer, train_images, train_labels, dataset.mean, dataset.std, EVALUATION_BATCH_SIZE
+    )
+
+    epochs: list[dict] = []
+    status, diverged_epoch = "finished", None
+    grad_evals, elapsed = 0, 0.0
+    bar = tqdm(range(config.num_epochs), desc=config.run_id, leave=False, disable=not progress)
+    for epoch in bar:
+        model.train()
+        started = time.perf_counter()
+        protocol.call_epoch_hook(optimizer, epoch, config.num_epochs)
+        if protocol.take_snapshot_if_needed(optimizer, full_gradient):
+            grad_evals += len(train_labels)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for index in data.batch_indices(len(train_labels), config.batch_size, generator):
+            index = index.to(device)
+            images = train_images[index]
+            if config.augment:
+                images = data.augment(images, generator)
+            inputs, targets = data.normalize(images, dataset.mean, dataset.std), train_labels[index]
+            outputs = {}
+
+            def compute_loss():
+                outputs["logits"] = model(inputs)
+                return F.cross_entropy(outputs["logits"], targets)
+
+            # the first evaluation's logits are the ones the step's loss was computed from
+            loss = protocol.optimizer_step(optimizer, compute_loss, model)
+            grad_evals += len(index) * protocol.gradient_evaluations_per_step(optimizer)
+            loss_sum += loss.double() * len(index)
+            correct += (outputs["logits"].detach().argmax(dim=1) == targets).sum()
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        train_loss = loss_sum.item() / len(train_labels)
+        current_lr = optimizer.param_groups[0].get("lr", float("nan"))
+        if scheduler is not None:
+            scheduler.step()
+        if not math.isfinite(train_loss):
+            status, diverged_epoch = "diverged", epoch + 1
+            test_loss, test_accuracy = float("nan"), float("nan")
+        else:
+            test_loss, test_accuracy = evaluate(model, eval_images, eval_labels, dataset.mean, dataset.std)
+        epochs.append({
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": correct.item() / len(train_labels),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "test_error": 1.0 - test_accuracy,
+            "seconds": seconds,
+            "elapsed_seconds": elapsed,
+            "grad_evals": grad_evals,
+            "lr": float(current_lr),
+        })
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{test_accuracy:.3f}")
+        if status == "diverged":
+            break
+    bar.close()
+    return {
+        "id": config.run_id,
+        "config": config.to_dict(),
+        "status": status,
+        "diverged_epoch": diverged_epoch,
+        "epochs": epochs,
+        "provenance": provenance(device),
+    }
+
+
+def provenance(device: torch.device) -> dict:
+    """Where and with what a record was computed."""
+    return {
+        "optbench_version": __version__,
+        "git_commit": _git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "num_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None

@@ -1,0 +1,292 @@
+"""ATMO against its equations, its SGD and Adam limits, the dynamic weight schedule, checkpoints, validation."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from optbench.optim import default_hyperparameters, make_optimizer
+from optbench.optim.atmo import ATMO
+from optbench.protocol import call_epoch_hook, optimizer_step
+
+DTYPE = torch.float64
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).to(DTYPE)
+
+
+def batches(count: int, seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(8, 4, generator=generator, dtype=DTYPE), torch.randn(8, 2, generator=generator, dtype=DTYPE))
+        for _ in range(count)
+    ]
+
+
+def train(model, optimizer, data, before_step=None):
+    for index, (inputs, targets) in enumerate(data):
+        if before_step is not None:
+            before_step(index)
+        optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
+
+
+def assert_same_parameters(first: nn.Module, second: nn.Module, rtol=1e-12, atol=1e-14):
+    for a, b in zip(first.parameters(), second.parameters()):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+def reference_atmo(thetas, grads, *, lr, momentum, betas, eps, weight_decay, sgd_weight, adam_weight, p=0.5,
+                   amsgrad=False):
+    """The published update written out on plain tensors, one list of gradients per step."""
+    beta1, beta2 = betas
+    thetas = [t.clone() for t in thetas]
+    buffers = [None] * len(thetas)
+    m = [torch.zeros_like(t) for t in thetas]
+    v = [torch.zeros_like(t) for t in thetas]
+    v_max = [torch.zeros_like(t) for t in thetas]
+    trajectory = []
+    for t, step_grads in enumerate(grads, start=1):
+        new = []
+        for i, (theta, g) in enumerate(zip(thetas, step_grads)):
+            g = g + weight_decay * theta
+            buffers[i] = g.clone() if buffers[i] is None else momentum * buffers[i] + g
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            v_max[i] = torch.maximum(v_max[i], v[i])
+            second = v_max[i] if amsgrad else v[i]
+            adam_direction = m[i] / (second.sqrt() + eps) ** (2 * p)
+            adam_step = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+            merged_lr = sgd_weight * lr + adam_weight * adam_step
+            new.append(theta - merged_lr * (sgd_weight * buffers[i] + adam_weight * adam_direction))
+        thetas = new
+        trajectory.append([t.clone() for t in thetas])
+    return trajectory
+
+
+def run_with_given_gradients(optimizer_class, thetas, grads, **hyperparameters):
+    params = [t.clone().requires_grad_() for t in thetas]
+    optimizer = optimizer_class(params, **hyperparameters)
+    trajectory = []
+    for step_grads in grads:
+        for param, g in zip(params, step_grads):
+            param.grad = g.clone()
+        optimizer.step()
+        trajectory.append([p.detach().clone() for p in params])
+    return trajectory
+
+
+def random_problem(seed=0, steps=4):
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(3, 4), (4,), (2, 1, 3, 3)]
+    thetas = [torch.randn(s, generator=generator, dtype=DTYPE) for s in shapes]
+    grads = [[torch.randn(s, generator=generator, dtype=DTYPE) for s in shapes] for _ in range(steps)]
+    return thetas, grads
+
+
+@pytest.mark.parametrize("sgd_weight, adam_weight", [(0.5, 0.5), (0.3, 0.9)])
+def test_first_steps_match_the_equations(sgd_weight, adam_weight):
+    thetas, grads = random_problem()
+    hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01,
+                           sgd_weight=sgd_weight, adam_weight=adam_weight)
+    ours = run_with_given_gradients(ATMO, thetas, grads, **hyperparameters)
+    expected = reference_atmo(thetas, grads, **hyperparameters)
+    for step_ours, step_expected in zip(ours, expected):
+        for a, b in zip(step_ours, step_expected):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_limit_is_torch_sgd_with_momentum():
+    model, reference_model = tiny_model(), tiny_model()
+    ours = ATMO(model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01, sgd_weight=1.0, adam_weight=0.0)
+    reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01)
+    data = batches(12)
+    train(model, ours, data)
+    train(reference_model, reference, data)
+    assert_same_parameters(model, reference_model)
+    # a branch of weight 0 is skipped entirely
+    assert all("exp_avg" in state and state["exp_avg"].abs().sum() == 0 for state in ours.state.values())
+
+
+def test_adam_limit_is_torch_adam():
+    """ATMO's Adam branch puts eps outside the bias correction: (sqrt(v) + eps)·sqrt(bc2) against torch's
+    sqrt(v) + eps·sqrt(bc2). Giving torch.optim.Adam eps/sqrt(bc2) at every step makes them the same map."""
+    eps, betas = 1e-3, (0.9, 0.99)
+    model, reference_model = tiny_model(), tiny_model()
+    ours = ATMO(model.parameters(), lr=0.01, betas=betas, eps=eps, weight_decay=0.02, sgd_weight=0.0,
+                adam_weight=1.0)
+    reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, betas=betas, eps=eps, weight_decay=0.02,
+                                 foreach=False)
+
+    def set_reference_eps(index):
+        reference.param_groups[0]["eps"] = eps / math.sqrt(1 - betas[1] ** (index + 1))
+
+    data = batches(15)
+    train(model, ours, data)
+    train(reference_model, reference, data, before_step=set_reference_eps)
+    assert_same_parameters(model, reference_model)
+
+
+def test_adam_limit_with_plain_eps_differs_from_torch_adam():
+    """The eps placement is real: with torch's constant eps the trajectories part (guards the test above)."""
+    model, reference_model = tiny_model(), tiny_model()
+    ours = ATMO(model.parameters(), lr=0.01, eps=1e-2, weight_decay=0.0, sgd_weight=0.0, adam_weight=1.0)
+    reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, eps=1e-2)
+    data = batches(3)
+    train(model, ours, data)
+    train(reference_model, reference, data)
+    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference_model.parameters()))
+    assert difference > 1e-6
+
+
+def test_dynamic_weights_follow_one_minus_epoch_over_horizon():
+    model = tiny_model()
+    optimizer = ATMO(model.parameters(), dynamic_weights=True)
+    group = optimizer.param_groups[0]
+    assert (group["sgd_weight"], group["adam_weight"]) == (0.0, 1.0)  # the schedule's start, before any hook
+    for epoch in range(12):
+        call_epoch_hook(optimizer, epoch, 10)
+        expected_adam = max(0.0, 1.0 - epoch / 10)
+        assert group["adam_weight"] == pytest.approx(expected_adam, abs=1e-15)
+        assert group["sgd_weight"] == pytest.approx(1.0 - expected_adam, abs=1e-15)
+
+    fixed_horizon = ATMO(tiny_model().parameters(), dynamic_weights=True, dynamic_epochs=4)
+    weights = []
+    for epoch in range(6):
+        fixed_horizon.on_epoch_start(epoch, 100)
+        weights.append(fixed_horizon.param_groups[0]["adam_weight"])
+    assert weights == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0, 0.0])
+
+
+def test_constant_weights_ignore_the_epoch_hook():
+    optimizer = ATMO(tiny_model().parameters(), sgd_weight=0.2, adam_weight=0.7)
+    optimizer.on_epoch_start(5, 10)
+    assert (optimizer.param_groups[0]["sgd_weight"], optimizer.param_groups[0]["adam_weight"]) == (0.2, 0.7)
+
+
+def test_dynamic_run_matches_the_equations_epoch_by_epoch():
+    """Two epochs of two steps, E = 2: the weights the update uses are those of the current epoch."""
+    thetas, grads = random_problem(seed=3, steps=4)
+    params = [t.clone().requires_grad_() for t in thetas]
+    hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01)
+    optimizer = ATMO(params, dynamic_weights=True, dynamic_epochs=2, **hyperparameters)
+    for step, step_grads in enumerate(grads):
+        if step % 2 == 0:
+            optimizer.on_epoch_start(step // 2, 10)
+        for param, g in zip(params, step_grads):
+            param.grad = g.clone()
+        optimizer.step()
+    # reference: epoch 0 weights (0, 1) for steps 1–2, epoch 1 weights (0.5, 0.5) for steps 3–4
+    beta1, beta2 = hyperparameters["betas"]
+    expected = []
+    for i, theta in enumerate(thetas):
+        buffer, m, v = None, torch.zeros_like(theta), torch.zeros_like(theta)
+        for t in range(1, 5):
+            sgd_weight, adam_weight = (0.0, 1.0) if t <= 2 else (0.5, 0.5)
+            g = grads[t - 1][i] + 0.01 * theta
+            buffer = g.clone() if buffer is None else 0.9 * buffer + g
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g * g
+            adam_step = 0.05 * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+            theta = theta - (sgd_weight * 0.05 + adam_weight * adam_step) * (
+                sgd_weight * buffer + adam_weight * m / (v.sqrt() + 1e-3)
+            )
+        expected.append(theta)
+    for param, theta in zip(params, expected):
+        torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-14)
+
+
+def roundtrip(state_dict):
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def test_state_dict_restores_weights_and_continuation():
+    data = batches(10)
+    model = tiny_model()
+    optimizer = ATMO(model.parameters(), dynamic_weights=True)
+    call_epoch_hook(optimizer, 3, 10)
+    train(model, optimizer, data[:5])
+
+    resumed_model = copy.deepcopy(model)
+    resumed = ATMO(resumed_model.parameters(), dynamic_weights=True)
+    resumed.load_state_dict(roundtrip(optimizer.state_dict()))
+    assert resumed.param_groups[0]["adam_weight"] == pytest.approx(0.7)
+    assert resumed.param_groups[0]["sgd_weight"] == pytest.approx(0.3)
+
+    train(model, optimizer, data[5:])
+    train(resumed_model, resumed, data[5:])
+    assert_same_parameters(model, resumed_model, rtol=0, atol=0)
+
+
+def test_parameters_that_missed_steps_keep_their_own_bias_correction():
+    thetas, grads = random_problem(seed=5, steps=3)
+    hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01,
+                           sgd_weight=0.5, adam_weight=0.5)
+    params = [t.clone().requires_grad_() for t in thetas]
+    optimizer = ATMO(params, **hyperparameters)
+    params[0].grad = grads[0][0].clone()  # step 1: only the first parameter
+    optimizer.step()
+    for param, g in zip(params, grads[1]):
+        param.grad = g.clone()
+    optimizer.step()
+    expected_first = reference_atmo([thetas[0]], [[grads[0][0]], [grads[1][0]]], **hyperparameters)[-1][0]
+    expected_second = reference_atmo([thetas[1]], [[grads[1][1]]], **hyperparameters)[-1][0]
+    torch.testing.assert_close(params[0].detach(), expected_first, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(params[1].detach(), expected_second, rtol=1e-12, atol=1e-14)
+
+
+def test_converges_on_a_regression_problem_through_the_protocol():
+    model = tiny_model()
+    optimizer = make_optimizer("atmo", model.parameters(), lr=0.05, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(64, 4, generator=generator, dtype=DTYPE)
+    targets = torch.sin(inputs[:, :2])
+    def loss():
+        return ((model(inputs) - targets) ** 2).mean()
+    initial = loss().item()
+    for _ in range(60):
+        optimizer_step(optimizer, loss, model)
+    assert loss().item() < 0.2 * initial
+
+
+def test_registered_defaults():
+    assert default_hyperparameters("atmo") == {
+        "lr": 0.01, "momentum": 0.95, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 5e-4,
+        "sgd_weight": 0.5, "adam_weight": 0.5, "dynamic_weights": False, "dynamic_epochs": None,
+    }
+    optimizer = make_optimizer("atmo", tiny_model().parameters())
+    assert isinstance(optimizer, ATMO)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["p"], group["amsgrad"]) == (0.01, 0.95, 0.5, False)
+
+
+@pytest.mark.parametrize(
+    "hyperparameters, name",
+    [
+        ({"lr": -0.1}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"eps": -1e-8}, "eps"),
+        ({"weight_decay": -1e-4}, "weight_decay"),
+        ({"betas": (1.0, 0.999)}, "betas"),
+        ({"betas": (0.9, -0.1)}, "betas"),
+        ({"sgd_weight": -0.5}, "sgd_weight"),
+        ({"adam_weight": -0.5}, "adam_weight"),
+        ({"sgd_weight": 0.0, "adam_weight": 0.0}, "adam_weight"),
+        ({"dynamic_weights": "yes"}, "dynamic_weights"),
+        ({"dynamic_epochs": 0}, "dynamic_epochs"),
+        ({"dynamic_epochs": 2.5}, "dynamic_epochs"),
+    ],
+)
+def test_invalid_hyperparameters_raise(hyperparameters, name):
+    with pytest.raises(ValueError, match=name):
+        ATMO(tiny_model().parameters(), **hyperparameters)
