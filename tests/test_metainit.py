@@ -53,31 +53,21 @@ def test_gradient_quotient_matches_an_explicit_hessian(eps):
     assert quotient.requires_grad
 
 
-def mlp(scale: float) -> nn.Module:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.mul_(scale)
-    return model
+def mlp(seed: int = 0, width: int = 64) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
 
 
-def conv_net(scale: float) -> nn.Module:
+def conv_net() -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(4 * 8 * 8, 10),
     )
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.mul_(scale)
-    return model
 
 
-def mean_quotient(model: nn.Module, input_shape, seed: int = 123, repeats: int = 4) -> float:
-    """GQ averaged over a few fixed evaluation batches, independent of MetaInit's own batches."""
+def median_quotient(model: nn.Module, input_shape, seed: int = 123, repeats: int = 8) -> float:
+    """GQ's median over fixed evaluation batches (GQ is heavy-tailed across batches), not MetaInit's batches."""
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     values = []
@@ -85,34 +75,38 @@ def mean_quotient(model: nn.Module, input_shape, seed: int = 123, repeats: int =
         inputs = torch.randn((64, *input_shape), generator=generator)
         targets = torch.randint(0, 10, (64,), generator=generator)
         values.append(float(gradient_quotient(model, inputs, targets).detach()))
-    return sum(values) / len(values)
+    return sorted(values)[repeats // 2]
 
 
-@pytest.mark.parametrize(
-    "build, input_shape, scale, factor",
-    [(mlp, (16,), 1.0, 0.85), (conv_net, (1, 8, 8), 1.0, 0.7), (conv_net, (1, 8, 8), 3.0, 0.1)],
-)
-def test_metainit_lowers_the_gradient_quotient_changing_only_weight_norms(build, input_shape, scale, factor):
-    model = build(scale)
+def test_metainit_lowers_the_gradient_quotient_of_a_small_mlp():
+    ratios = []
+    for seed in range(4):
+        model = mlp(seed)
+        before = median_quotient(model, (16,))
+        history = metainit(model, (16,), num_classes=10, steps=100, batch_size=32, seed=seed)
+        assert len(history) == 100 and all(isinstance(value, float) for value in history)
+        ratios.append(median_quotient(model, (16,)) / before)
+    assert max(ratios) < 0.9
+    assert sum(ratios) / len(ratios) < 0.8
+
+
+@pytest.mark.parametrize("build, input_shape", [(mlp, (16,)), (conv_net, (1, 8, 8))])
+def test_metainit_changes_only_the_norms_of_weight_tensors(build, input_shape):
+    model = build()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    quotient_before = mean_quotient(model, input_shape)
-    model.train()
-    history = metainit(model, input_shape, num_classes=10, steps=40, batch_size=16, seed=0)
-    assert len(history) == 40 and all(isinstance(value, float) for value in history)
-    assert mean_quotient(model, input_shape) < factor * quotient_before
-
+    metainit(model, input_shape, num_classes=10, steps=15, batch_size=16, seed=0)
     changed = 0
     for name, p in model.named_parameters():
         old = before[name]
         if p.dim() >= 2:
             ratio = p.detach().norm() / old.norm()
             # same direction: the new tensor is a positive multiple of the old one
-            torch.testing.assert_close(p.detach(), ratio * old, rtol=1e-5, atol=1e-7)
             assert ratio > 0
+            torch.testing.assert_close(p.detach(), ratio * old, rtol=1e-5, atol=1e-7)
             changed += not torch.isclose(ratio, torch.tensor(1.0), atol=1e-3)
         else:
             assert torch.equal(p.detach(), old), name  # biases untouched
-    assert changed >= 2
+    assert changed == len([p for p in model.parameters() if p.dim() >= 2])
 
 
 def test_metainit_restores_modes_and_leaves_buffers_and_grads_alone():
@@ -132,7 +126,7 @@ def test_metainit_restores_modes_and_leaves_buffers_and_grads_alone():
 
 
 def test_metainit_is_reproducible_with_a_seed():
-    first, second = mlp(1.0), mlp(1.0)
+    first, second = mlp(), mlp()
     history_first = metainit(first, (16,), num_classes=10, steps=5, seed=7)
     history_second = metainit(second, (16,), num_classes=10, steps=5, seed=7)
     assert history_first == history_second
@@ -149,4 +143,4 @@ def test_metainit_is_reproducible_with_a_seed():
 def test_invalid_arguments_raise_naming_them(options, name):
     arguments = {"input_shape": (16,), "num_classes": 10, **options}
     with pytest.raises(ValueError, match=f"invalid {name} "):
-        metainit(mlp(1.0), **arguments)
+        metainit(mlp(), **arguments)

@@ -24,7 +24,9 @@ DTYPE = torch.float64  # trajectories are compared in double precision
 
 
 def lookahead_sgd_reference(theta, grads, lr, k, alpha):
-    """Lookahead around plain SGD on plain tensors: φ = θ_0; θ ← θ − lr·g; every k steps φ ← φ + α(θ − φ), θ ← φ."""
+    """Lookahead around plain SGD on plain tensors.
+
+    φ = θ_0; θ ← θ − lr·g every step; every k steps φ ← φ + α(θ − φ), θ ← φ."""
     theta = theta.clone()
     slow = theta.clone()
     trajectory = []
@@ -136,7 +138,8 @@ def test_state_dict_round_trip_restores_slow_weights_mid_cycle():
     checkpoint = round_trip({"theta": theta_first.detach(), "optimizer": state})
 
     theta_resumed = checkpoint["theta"].clone().requires_grad_()
-    resumed = Lookahead(torch.optim.Adam([theta_resumed], lr=0.5), k=2, alpha=0.9)  # all restored from the checkpoint
+    # other lr, k and alpha: everything must come from the checkpoint
+    resumed = Lookahead(torch.optim.Adam([theta_resumed], lr=0.5), k=2, alpha=0.9)
     resumed.load_state_dict(checkpoint["optimizer"])
     assert (resumed.k, resumed.alpha) == (k, 0.5)
     assert resumed.param_groups is resumed.optimizer.param_groups
@@ -288,6 +291,13 @@ def test_invalid_hyperparameters_raise(hyperparameters, message):
         Lookahead(torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1), **hyperparameters)
     with pytest.raises(ValueError, match=message):
         make_optimizer("lookahead", [torch.zeros(2, requires_grad=True)], **hyperparameters)
+
+
+def test_loading_a_state_dict_without_slow_weights_raises():
+    theta = torch.zeros(2, requires_grad=True)
+    wrapped = Lookahead(torch.optim.SGD([theta], lr=0.1))
+    with pytest.raises(ValueError, match="not a Lookahead state dict: missing lookahead, slow_state"):
+        wrapped.load_state_dict(torch.optim.SGD([theta], lr=0.1).state_dict())
 
 
 def test_invalid_inner_settings_raise():

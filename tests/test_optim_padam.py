@@ -56,7 +56,8 @@ def run_with_gradients(optimizer, params, grads_per_param):
 def test_first_steps_match_the_equations(p, amsgrad):
     settings = dict(lr=0.1, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.05, p=p, amsgrad=amsgrad)
     shapes = [(3,), (2, 4)]
-    inits = [torch.randn(shape, generator=torch.Generator().manual_seed(10 + i), dtype=DTYPE) for i, shape in enumerate(shapes)]
+    inits = [torch.randn(shape, generator=torch.Generator().manual_seed(10 + i), dtype=DTYPE)
+             for i, shape in enumerate(shapes)]
     grads = [gradient_sequence(shape, 6, seed=i) for i, shape in enumerate(shapes)]
     params = [init.clone().requires_grad_() for init in inits]
     frozen = torch.randn(5, dtype=DTYPE).requires_grad_()  # never gets a gradient: must stay put
@@ -247,6 +248,7 @@ def test_state_dict_round_trip_restores_moments_and_schedule():
         ({"weight_decay": -5e-4}, r"invalid weight_decay -0.0005"),
         ({"betas": (1.0, 0.999)}, r"invalid betas\[0\] 1.0"),
         ({"betas": (0.9, -0.1)}, r"invalid betas\[1\] -0.1"),
+        ({"betas": 0.9}, r"invalid betas 0.9"),
     ],
 )
 def test_invalid_hyperparameters_raise(hyperparameters, message):
@@ -254,6 +256,16 @@ def test_invalid_hyperparameters_raise(hyperparameters, message):
         Padam([torch.zeros(2, dtype=DTYPE, requires_grad=True)], **hyperparameters)
     with pytest.raises(ValueError, match=message):
         make_optimizer("padam", [torch.zeros(2, dtype=DTYPE, requires_grad=True)], **hyperparameters)
+
+
+def test_a_bad_parameter_group_is_rejected_and_leaves_the_optimizer_as_it_was():
+    optimizer = Padam([torch.zeros(2, dtype=DTYPE, requires_grad=True)])
+    with pytest.raises(ValueError, match="invalid p 0.75"):
+        optimizer.add_param_group({"params": [torch.zeros(3, dtype=DTYPE, requires_grad=True)], "p": 0.75})
+    assert len(optimizer.param_groups) == 1
+    optimizer.add_param_group({"params": [torch.zeros(3, dtype=DTYPE, requires_grad=True)], "p": 0.25, "lr": 0.5})
+    group = optimizer.param_groups[1]
+    assert (group["p"], group["p_start"], group["lr_start"], group["amsgrad"]) == (0.25, 0.25, 0.5, True)
 
 
 def test_p_range_is_in_the_message():
@@ -270,6 +282,7 @@ def test_registry_builds_padam_with_its_defaults():
     group = optimizer.param_groups[0]
     assert {key: group[key] for key in expected} == expected
 
-    scheduled = make_optimizer("padam", [torch.zeros(2, dtype=DTYPE, requires_grad=True)], p=0.25, p_final=0.0625, lr_final=0.5)
+    params = [torch.zeros(2, dtype=DTYPE, requires_grad=True)]
+    scheduled = make_optimizer("padam", params, p=0.25, p_final=0.0625, lr_final=0.5)
     assert (scheduled.param_groups[0]["p"], scheduled.param_groups[0]["p_final"]) == (0.25, 0.0625)
     assert scheduled.param_groups[0]["lr_final"] == 0.5

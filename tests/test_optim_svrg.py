@@ -104,7 +104,7 @@ def test_step_before_snapshot_or_without_closure_raises():
     take_snapshot_if_needed(optimizer, full_gradient_of(model, inputs, targets))
     batch_loss(model, inputs[:10], targets[:10]).backward()
     with pytest.raises(RuntimeError, match="closure"):
-        optimizer.step(None)
+        optimizer.step()
 
 
 def run_epochs(optimizer, model, inputs, targets, num_epochs: int, seed: int = 2) -> list[float]:

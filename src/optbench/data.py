@@ -171,7 +171,10 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (N, C, H, W) → float32, scaled to [0, 1] and standardized per channel."""
     mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    return (images.float() / 255.0 - mean_t) / std_t
+    # Plain NCHW strides, kept by the in-place ops: out-of-place broadcasting gives single-channel batches
+    # a stride-1 channel dim, which torch 2.14's CPU convolution mishandles on one thread (heap corruption).
+    normalized = images.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    return normalized.div_(255.0).sub_(mean_t).div_(std_t)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:

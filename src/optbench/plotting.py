@@ -16,6 +16,7 @@ Y_LABELS = {
     "test_accuracy": "test accuracy",
     "train_accuracy": "training accuracy",
     "seconds": "seconds per epoch",
+    "seconds_per_epoch": "seconds per epoch",
 }
 
 
@@ -35,20 +36,24 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     return ax
 
 
-def curve_grid(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: str = "label", log_y=(), width: float = 4.6):
-    """One panel per metric, a shared legend below: the chapters' standard curve figure."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+def curve_grid(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: str = "label", log_y=()):
+    """The chapters' standard curve figure: a 2×2 grid of metric panels, the legend in the last free cell."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.2))
+    axes = axes.ravel()
+    for ax, metric in zip(axes, metrics):
         metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y)
         ax.get_legend().remove()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 6), 1, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[len(metrics):]:
+        ax.axis("off")
+    legend_ax = axes[-1] if len(metrics) < len(axes) else axes[0]
+    legend_ax.legend(handles, labels, loc="center", frameon=False, ncol=1 if len(labels) <= 12 else 2)
+    fig.tight_layout()
     return fig
 
 
-def time_bars(frame: pd.DataFrame, y: str = "seconds", x: str = "label", ax=None, order=None, **kwargs):
-    """Mean ``y`` (seconds per epoch by default) per ``x`` with a 95% interval over seeds and epochs."""
+def time_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label", ax=None, order=None, **kwargs):
+    """Mean ``y`` per ``x`` with a 95% interval: one value per run (e.g. its median seconds per epoch)."""
     ax = ax if ax is not None else plt.gca()
     sns.barplot(data=frame, x=x, y=y, errorbar=band, ax=ax, order=order, **kwargs)
     ax.set_xlabel("")

@@ -1,12 +1,17 @@
-"""Run a configuration once: load its record from the store, or train it and save the record."""
+"""Run a configuration once: load its record from the store, or train it and save the record.
+
+Safe to interrupt and to run from several processes at once: a configuration is trained under its
+store lock (one process at a time; the others wait and load the record), from its last checkpoint if
+an earlier attempt was killed, and its record is written atomically before the checkpoint is deleted.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from .config import RunConfig
-from .store import ResultsStore
-from .training import train
+from .store import ResultsStore, remove_temporary_files
+from .training import preflight, train
 
 
 def run(
@@ -15,13 +20,42 @@ def run(
     force: bool = False,
     device: torch.device | str | None = None,
     progress: bool = True,
-) -> dict:
-    """The record of ``config``: loaded from ``store`` if it is there (unless ``force``), else trained and saved."""
+    checkpoint_every: int | None = 1,
+    wait: bool = True,
+) -> dict | None:
+    """The record of ``config``: loaded from ``store`` if it is there (unless ``force``), else trained and saved.
+
+    Training resumes from the run's checkpoint in the store (``checkpoints/<run id>.pt``, written every
+    ``checkpoint_every`` epochs) unless ``force``, which starts from scratch. If another process is
+    training the same configuration, wait for it and load its record; with ``wait`` False, return None
+    at once instead.
+    """
     store = store if store is not None else ResultsStore()
+    run_id = config.run_id
     if not force:
-        record = store.load(config.run_id)
+        record = store.load(run_id)
         if record is not None:
             return record
-    record = train(config, device=device, progress=progress)
-    store.save(record)
-    return store.load(config.run_id)
+    # bad settings, a missing dataset or device fail here, before the store is touched
+    preflight([config], device)
+    with store.lock(run_id, blocking=wait) as held:
+        if not held:
+            return None
+        checkpoint = store.checkpoint_path(run_id)
+        if not force:
+            # another process may have finished it while this one waited for the lock
+            record = store.load(run_id)
+            if record is not None:
+                return record
+        else:
+            checkpoint.unlink(missing_ok=True)
+        # files of atomic writes that a killed process left half written
+        remove_temporary_files(checkpoint)
+        record = train(config, device=device, progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+        store.save(record)
+        # only now: a crash between the two leaves a record and a stale checkpoint, never neither
+        checkpoint.unlink(missing_ok=True)
+        saved = store.load(run_id)
+    if saved is None:
+        raise RuntimeError(f"the record of {run_id} could not be read back from {store.path_for(run_id)}")
+    return saved

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .runs import run
 from .store import ResultsStore
+from .training import preflight
 
 
 def expand_grid(base: dict[str, Any], **axes: Iterable[Any]) -> list[RunConfig]:
@@ -43,21 +44,41 @@ def run_sweep(
     device: torch.device | str | None = None,
     progress: bool = True,
     description: str = "runs",
+    checkpoint_every: int | None = 1,
 ) -> list[dict]:
-    """Records of ``configs`` in order: those in the store are loaded, the missing ones trained."""
+    """Records of ``configs`` in order: those in the store are loaded, the missing ones trained.
+
+    Everything a run needs (settings, data, device, model shapes) is checked before the first run trains.
+    Killed and started again, a sweep keeps its finished records and resumes the interrupted run from its
+    checkpoint. Several processes may sweep overlapping grids into one store: a run another process is
+    training is left for later and then loaded, never trained twice. A diverged run is recorded as such
+    and the sweep goes on.
+    """
     configs = list(configs)
     for config in configs:
         config.validate()
     store = store if store is not None else ResultsStore()
-    missing = {config.run_id for config in configs if force or config.run_id not in store}
-    records, seen = [], {}
-    bar = tqdm(total=len(missing), desc=f"{description} ({len(configs) - len(missing)} of {len(configs)} stored)", disable=not progress or not missing)
-    for config in configs:
-        if config.run_id not in seen:
-            # one bar for the sweep; per-epoch bars of each run would drown it
-            seen[config.run_id] = run(config, store, force=force, device=device, progress=False)
-            if config.run_id in missing:
-                bar.update(1)
-        records.append(seen[config.run_id])
+    unique = {config.run_id: config for config in configs}
+    missing = {run_id for run_id in unique if force or run_id not in store}
+    preflight([unique[run_id] for run_id in missing], device)
+    records, busy = {}, []
+    bar = tqdm(total=len(missing), desc=f"{description} ({len(unique) - len(missing)} of {len(unique)} stored)", disable=not progress or not missing)
+
+    def settle(run_id: str, wait: bool) -> None:
+        # one bar for the sweep; per-epoch bars of each run would drown it
+        record = run(unique[run_id], store, force=force and run_id in missing, device=device, progress=False,
+                     checkpoint_every=checkpoint_every, wait=wait)
+        if record is None:
+            busy.append(run_id)
+            return
+        records[run_id] = record
+        if run_id in missing:
+            bar.update(1)
+
+    for run_id in unique:
+        settle(run_id, wait=False)
+    # runs another process was training: by now most are done, and waiting for the rest loads them
+    for run_id in list(busy):
+        settle(run_id, wait=True)
     bar.close()
-    return records
+    return [records[config.run_id] for config in configs]

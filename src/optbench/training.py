@@ -5,21 +5,32 @@ from __future__ import annotations
 import datetime
 import functools
 import math
+import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__, data, models, optim, protocol
-from .config import RunConfig
+from . import __version__, checkpoints, data, models, optim, protocol
+from .config import RunConfig, canonical_json
 
 #: the held-out validation split and the training subset are the same for every seed
 SPLIT_SEED = 0
 EVALUATION_BATCH_SIZE = 1000
+
+
+def configure_threads() -> None:
+    """Apply ``$OPTBENCH_NUM_THREADS`` to torch's CPU thread pool (small networks often run fastest on one)."""
+    check_environment()
+    requested = os.environ.get("OPTBENCH_NUM_THREADS")
+    if requested:
+        torch.set_num_threads(int(requested))
 
 
 def default_device() -> torch.device:
@@ -54,6 +65,11 @@ def build_model(config: RunConfig, dataset: data.ImageData, device: torch.device
 
 
 def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
+    if config.scheduler != "none" and not all("lr" in group for group in optimizer.param_groups):
+        raise ValueError(
+            f"invalid scheduler {config.scheduler!r} for optimizer {config.optimizer!r}: it has no learning rate "
+            "'lr' to schedule; allowed: scheduler 'none'"
+        )
     if config.scheduler == "multistep":
         options = {"gamma": 0.1, **config.scheduler_options}
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(options["milestones"]), gamma=options["gamma"])
@@ -96,11 +112,66 @@ def full_gradient_function(model, optimizer, images, labels, mean, std, batch_si
     return full_gradient
 
 
-def train(config: RunConfig, device: torch.device | str | None = None, progress: bool = True) -> dict:
-    """Train ``config`` from scratch and return its record (not yet sealed or saved)."""
-    config.validate()
-    device = torch.device(device) if device is not None else default_device()
-    dataset, train_images, train_labels, eval_images, eval_labels = prepare_data(config, device)
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a torch device that exists here (None: CUDA if available, else the CPU)."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"invalid device {device!r}: use 'cpu', 'cuda' or 'cuda:<index>'") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} is not available: this machine has no CUDA device; use 'cpu'")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"invalid device {device!r}: this machine has cuda:0 to cuda:{count - 1}")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} is not available here; use 'cpu'")
+    elif resolved.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}: use 'cpu', 'cuda' or 'cuda:<index>'")
+    return resolved
+
+
+def check_environment() -> None:
+    """Check the environment variables a run reads (before anything is trained or written)."""
+    requested = os.environ.get("OPTBENCH_NUM_THREADS")
+    if requested and (not requested.isdigit() or int(requested) < 1):
+        raise ValueError(f"invalid OPTBENCH_NUM_THREADS {requested!r}: it must be an integer >= 1")
+
+
+def preflight(configs, device: torch.device | str | None = None) -> None:
+    """Raise now what training ``configs`` would raise later: environment, device, data, model shapes.
+
+    Validates every configuration, loads each dataset split they use (naming a missing dataset and how to
+    supply it) and builds each model on the meta device (no memory), so that a sweep fails before its
+    first run rather than hours into it.
+    """
+    configs = list(configs)
+    for config in configs:
+        config.validate()
+    if not configs:
+        return
+    check_environment()
+    device = resolve_device(device)
+    shapes, built = {}, set()
+    for config in configs:
+        key = (config.dataset, config.image_size, config.validation_fraction, config.max_train_examples)
+        if key not in shapes:
+            dataset = prepare_data(config, device)[0]
+            shapes[key] = (dataset.in_channels, dataset.image_size, dataset.num_classes)
+        # a scheduler needs a learning rate to act on (STORM has none)
+        build_scheduler(config, optim.make_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], **config.hyperparameters))
+        model_key = (config.model, canonical_json(config.model_options), shapes[key])
+        if model_key not in built:
+            with torch.device("meta"):
+                models.make_model(config.model, *shapes[key], **config.model_options)
+            built.add(model_key)
+
+
+def start_run(config: RunConfig, dataset: data.ImageData, device: torch.device):
+    """A fresh run's (model, optimizer, scheduler, data generator), seeded by ``config.seed``."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config, dataset, device)
@@ -110,14 +181,59 @@ def train(config: RunConfig, device: torch.device | str | None = None, progress:
         metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes)
     optimizer = optim.make_optimizer(config.optimizer, model.parameters(), **config.hyperparameters)
     scheduler = build_scheduler(config, optimizer)
+    return model, optimizer, scheduler, generator
+
+
+def train(
+    config: RunConfig,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = 1,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train ``config`` and return its record (not yet sealed or saved).
+
+    With ``checkpoint_path``, the run's whole state is written there (atomically, see
+    :mod:`optbench.checkpoints`) after every ``checkpoint_every``-th epoch but the last, and a run that
+    finds a checkpoint of its configuration there resumes from it; on the CPU the resumed run's metrics
+    equal an uninterrupted run's. The checkpoint is left in place: the caller deletes it once the record
+    is saved (:func:`optbench.runs.run` does). ``on_epoch_end(row)`` is called with each epoch's metrics,
+    after that epoch's checkpoint.
+
+    An epoch whose training or test loss is not finite ends the run with status ``"diverged"`` and its
+    ``diverged_epoch``; its non-finite metrics are NaN here (null in the stored JSON).
+    """
+    config.validate()
+    checkpoints.check_checkpoint_every(checkpoint_every)
+    configure_threads()
+    device = resolve_device(device)
+    dataset, train_images, train_labels, eval_images, eval_labels = prepare_data(config, device)
+    model, optimizer, scheduler, generator = start_run(config, dataset, device)
+
+    epochs: list[dict] = []
+    grad_evals, elapsed, resumed_from = 0, 0.0, None
+    checkpoint = checkpoints.load_checkpoint(Path(checkpoint_path), config) if checkpoint_path is not None else None
+    if checkpoint is not None:
+        try:
+            epochs, grad_evals, elapsed = checkpoints.restore_checkpoint(checkpoint, model, optimizer, scheduler, generator, device)
+            resumed_from = len(epochs)
+        except Exception as error:  # a state that does not fit this code: start over from clean objects
+            warnings.warn(
+                f"ignoring checkpoint {checkpoint_path}: it does not fit the run ({error}); the run starts from scratch",
+                checkpoints.CheckpointWarning, stacklevel=2,
+            )
+            epochs, grad_evals, elapsed = [], 0, 0.0
+            model, optimizer, scheduler, generator = start_run(config, dataset, device)
+        del checkpoint
     full_gradient = full_gradient_function(
         model, optimizer, train_images, train_labels, dataset.mean, dataset.std, EVALUATION_BATCH_SIZE
     )
 
-    epochs: list[dict] = []
     status, diverged_epoch = "finished", None
-    grad_evals, elapsed = 0, 0.0
-    bar = tqdm(range(config.num_epochs), desc=config.run_id, leave=False, disable=not progress)
+    start_epoch = len(epochs)
+    bar = tqdm(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
+               initial=start_epoch, total=config.num_epochs)
     for epoch in bar:
         model.train()
         started = time.perf_counter()
@@ -150,11 +266,12 @@ def train(config: RunConfig, device: torch.device | str | None = None, progress:
         if scheduler is not None:
             scheduler.step()
         if not math.isfinite(train_loss):
-            status, diverged_epoch = "diverged", epoch + 1
             test_loss, test_accuracy = float("nan"), float("nan")
         else:
             test_loss, test_accuracy = evaluate(model, eval_images, eval_labels, dataset.mean, dataset.std)
-        epochs.append({
+        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            status, diverged_epoch = "diverged", epoch + 1
+        row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "train_accuracy": correct.item() / len(train_labels),
@@ -165,8 +282,16 @@ def train(config: RunConfig, device: torch.device | str | None = None, progress:
             "elapsed_seconds": elapsed,
             "grad_evals": grad_evals,
             "lr": float(current_lr),
-        })
+        }
+        epochs.append(row)
         bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{test_accuracy:.3f}")
+        due = checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0
+        if checkpoint_path is not None and due and status == "finished" and epoch + 1 < config.num_epochs:
+            checkpoints.save_checkpoint(
+                Path(checkpoint_path), config, model, optimizer, scheduler, generator, epochs, grad_evals, elapsed, device
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(dict(row))
         if status == "diverged":
             break
     bar.close()
@@ -176,7 +301,7 @@ def train(config: RunConfig, device: torch.device | str | None = None, progress:
         "status": status,
         "diverged_epoch": diverged_epoch,
         "epochs": epochs,
-        "provenance": provenance(device),
+        "provenance": {**provenance(device), "resumed_from_epoch": resumed_from},
     }
 
 

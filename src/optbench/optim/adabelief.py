@@ -4,7 +4,7 @@ Zhuang, J., Tang, T., Ding, Y., Tatikonda, S., Dvornek, N., Papademetris, X., Du
 Optimizer: Adapting Stepsizes by the Belief in Observed Gradients", NeurIPS 2020 (arXiv:2010.07468).
 Update of one parameter θ with gradient g at step t (counted from 1)::
 
-    g ← g + weight_decay·θ                  (coupled L2; with decoupled_weight_decay: θ ← θ·(1 − lr·weight_decay))
+    g ← g + weight_decay·θ                  (coupled L2; decoupled: θ ← θ·(1 − lr·weight_decay) instead)
     m ← β1·m + (1 − β1)·g
     s ← β2·s + (1 − β2)·(g − m)² + eps      (eps inside s, as in the official code)
     ŝ ← max(ŝ, s)                           (only with amsgrad; ŝ = s otherwise)
@@ -40,16 +40,19 @@ class AdaBelief(torch.optim.Optimizer):
         amsgrad: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
+        if isinstance(betas, list):
+            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
         defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # validated before torch appends the group, so a bad group leaves the optimizer unchanged
+        settings = {**self.defaults, **param_group}
+        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_common_hyperparameters({key: group[key] for key in ("lr", "betas", "eps", "weight_decay")})
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None):

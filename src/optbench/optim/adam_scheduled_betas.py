@@ -44,12 +44,16 @@ class AdamScheduledBetas(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        if isinstance(betas, list):
+            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # validated before torch appends the group, so a bad group leaves the optimizer unchanged
+        settings = {**self.defaults, **param_group}
+        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        check_common_hyperparameters({key: group[key] for key in ("lr", "betas", "eps", "weight_decay")})
         # the epoch whose betas the group uses; kept in the group so that state_dict carries it
         group.setdefault("epoch", 0)
 

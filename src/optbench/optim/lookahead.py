@@ -109,7 +109,8 @@ class Lookahead(torch.optim.Optimizer):
         return loss
 
     def state_dict(self) -> dict[str, Any]:
-        """The inner optimizer's state dict, plus ``slow_state`` (φ by parameter index), k, alpha and the step count."""
+        """The inner optimizer's state dict plus ``slow_state`` (φ by parameter index) and ``lookahead``
+        (k, alpha and the inner-step count)."""
         inner = self.optimizer.state_dict()
         # same parameter numbering as the inner dict: both walk the same shared param_groups
         slow_state = super().state_dict()["state"]
@@ -120,6 +121,9 @@ class Lookahead(torch.optim.Optimizer):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        missing = {"slow_state", "lookahead"} - set(state_dict)
+        if missing:
+            raise ValueError(f"not a Lookahead state dict: missing {', '.join(sorted(missing))}")
         state_dict = dict(state_dict)
         slow_state = state_dict.pop("slow_state")
         settings = state_dict.pop("lookahead")

@@ -65,24 +65,28 @@ class Padam(torch.optim.Optimizer):
         p_final: Optional[float] = None,
         lr_final: Optional[float] = None,
     ) -> None:
+        if isinstance(betas, list):
+            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
         defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
             p_final=p_final, lr_final=lr_final,
         )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_common_hyperparameters({key: group[key] for key in ("lr", "betas", "eps", "weight_decay")})
-        check_p("p", group["p"])
-        if group["p_final"] is not None:
-            check_p("p_final", group["p_final"])
-        lr_final = group["lr_final"]
+        # validated before torch appends the group, so a bad group leaves the optimizer unchanged
+        settings = {**self.defaults, **param_group}
+        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
+        check_p("p", settings["p"])
+        if settings["p_final"] is not None:
+            check_p("p_final", settings["p_final"])
+        lr_final = settings["lr_final"]
         if lr_final is not None and (
             not isinstance(lr_final, (int, float)) or isinstance(lr_final, bool) or not lr_final > 0
         ):
             raise ValueError(f"invalid lr_final {lr_final!r}: lr_final must be None or a number > 0")
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
         # where the schedule starts from, and the lr it set last (to keep other schedulers' factors)
         group.setdefault("p_start", group["p"])
         group.setdefault("lr_start", group["lr"])

@@ -74,7 +74,7 @@ class SVRG(torch.optim.Optimizer):
         return params
 
     @torch.no_grad()
-    def variance_reduced_gradient(self, closure: Callable[[], torch.Tensor]) -> list[torch.Tensor]:
+    def variance_reduced_gradient(self, closure: Callable[[], torch.Tensor] | None) -> list[torch.Tensor]:
         """v = ∇f_B(θ) − ∇f_B(x̃) + μ (+ weight_decay·θ) for the batch whose gradient at θ is in ``p.grad``.
 
         Returns one tensor per parameter that has a gradient, in ``param_groups`` order, and leaves the
@@ -112,7 +112,7 @@ class SVRG(torch.optim.Optimizer):
         return directions
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor]) -> None:
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> None:
         """One SVRG step; ``closure`` re-evaluates the same batch and recomputes ``p.grad``."""
         directions = self.variance_reduced_gradient(closure)
         start = 0

@@ -183,7 +183,8 @@ def per_run_summary(frame: pd.DataFrame) -> pd.DataFrame:
             "final_accuracy": accuracy[-1],
             "best_accuracy": accuracy[best_index],
             "best_epoch": int(run["epoch"].iloc[best_index]),
-            "seconds_per_epoch": float(run["seconds"].mean()),
+            # the median resists the odd epoch slowed by other work on a shared machine
+            "seconds_per_epoch": float(run["seconds"].median()),
             "final_train_loss": float(run["train_loss"].iloc[-1]),
             "first_train_loss": float(run["train_loss"].iloc[0]),
             # mean absolute epoch-to-epoch change of the test error over the second half: oscillation

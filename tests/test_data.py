@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from optbench import data
+
+
+def test_digits_split_is_fixed_stratified_and_complete():
+    digits = data.load_dataset("digits")
+    assert digits.train_images.dtype == torch.uint8 and digits.train_images.shape[1:] == (1, 8, 8)
+    assert len(digits.train_labels) + len(digits.test_labels) == len(load_digits().target)
+    assert len(digits.test_labels) == pytest.approx(0.25 * 1797, abs=1)
+    again = data.load_dataset("digits")
+    assert torch.equal(digits.test_labels, again.test_labels)
+    # stratified: every class holds about a quarter of its examples in the test split
+    counts = torch.bincount(digits.test_labels, minlength=10).float()
+    totals = counts + torch.bincount(digits.train_labels, minlength=10).float()
+    assert torch.all((counts / totals - 0.25).abs() < 0.02)
+
+
+def test_digits_pixels_are_stretched_from_sixteen_levels():
+    digits = data.load_dataset("digits")
+    values = set(digits.train_images.unique().tolist())
+    expected = {int(np.round(level * 255 / 16)) for level in range(17)}
+    assert values <= expected and 0 in values and 255 in values
+
+
+def test_resize_keeps_mean_and_normalization_standardizes():
+    small = data.load_dataset("digits")
+    large = data.load_dataset("digits", image_size=16)
+    assert large.train_images.shape[-2:] == (16, 16)
+    assert large.mean[0] == pytest.approx(small.mean[0], abs=0.02)
+    normalized = data.normalize(large.train_images, large.mean, large.std)
+    assert normalized.mean().item() == pytest.approx(0.0, abs=1e-4)
+    assert normalized.std().item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_augment_crops_a_shifted_window_and_flips():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    generator = torch.Generator().manual_seed(0)
+    out = data.augment(images, generator, padding=2)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    # every output image is one of the 25 windows of its padded image, possibly mirrored
+    for index in range(2):
+        windows = [padded[index, :, r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
+        candidates = windows + [window.flip(2) for window in windows]
+        assert any(torch.equal(out[index], window) for window in candidates)
+    flips = sum(
+        not any(torch.equal(out_image, padded[0, :, r:r + 6, c:c + 6]) for r in range(5) for c in range(5))
+        for out_image in data.augment(images[:1].repeat(200, 1, 1, 1), generator, padding=2)
+    )
+    assert 60 < flips < 140
+
+
+def test_validation_split_and_kfold_partition_the_examples():
+    labels = torch.arange(100) % 5
+    train, validation = data.validation_split(labels, 0.2, seed=3)
+    assert len(validation) == 20 and set(train.tolist()).isdisjoint(validation.tolist())
+    assert torch.bincount(labels[validation]).tolist() == [4] * 5
+    folds = data.kfold_splits(100, 4, seed=0)
+    held_out = torch.cat([fold[1] for fold in folds]).sort().values
+    assert torch.equal(held_out, torch.arange(100))
+
+
+def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path))
+    if not data.DEBIAN_FASHION_MNIST.is_dir():
+        with pytest.raises(data.DatasetUnavailableError, match="fashion_mnist"):
+            data.load_dataset("fashion_mnist", download=False)
+        return
+    fashion = data.load_dataset("fashion_mnist", download=False)
+    assert fashion.train_images.shape == (60000, 1, 28, 28) and fashion.test_images.shape == (10000, 1, 28, 28)
+    assert fashion.num_classes == 10 and (tmp_path / "FashionMNIST" / "raw").is_dir()
+
+
+def test_missing_dataset_offline_names_dataset_directory_and_remedy(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path))
+    with pytest.raises(data.DatasetUnavailableError) as error:
+        data.load_dataset("cifar10", download=False)
+    message = str(error.value)
+    assert "'cifar10'" in message and str(tmp_path) in message and "cifar-10-batches-py" in message
+
+
+def test_unknown_dataset_lists_the_available_ones():
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'.*digits.*cifar100"):
+        data.load_dataset("svhn")
+
+
+def test_normalized_batches_have_plain_nchw_strides():
+    # a stride-1 channel dim on single-channel batches corrupted the heap in torch 2.14's CPU convolution
+    digits = data.load_dataset("digits")
+    batch = data.normalize(digits.train_images[:32], digits.mean, digits.std)
+    assert batch.stride() == (64, 64, 8, 1)
+    augmented = data.normalize(data.augment(digits.train_images[:32], torch.Generator().manual_seed(0)), digits.mean, digits.std)
+    assert augmented.stride() == (64, 64, 8, 1)
