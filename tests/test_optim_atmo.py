@@ -114,6 +114,22 @@ def test_sgd_limit_is_torch_sgd_with_momentum():
     assert all("exp_avg" in state and state["exp_avg"].abs().sum() == 0 for state in ours.state.values())
 
 
+def test_sgd_limit_follows_a_momentum_schedule_like_torch_sgd():
+    """The buffer is stored as (1−μ)·buf: a scheduler changing μ between steps must not change the maths."""
+    model, reference_model = tiny_model(), tiny_model()
+    ours = ATMO(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01, sgd_weight=1.0, adam_weight=0.0)
+    reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+    schedule = [0.9, 0.9, 0.5, 0.5, 0.2, 0.8, 0.95, 0.95]
+
+    def set_momentum(optimizer):
+        return lambda index: optimizer.param_groups[0].update(momentum=schedule[index])
+
+    data = batches(len(schedule))
+    train(model, ours, data, before_step=set_momentum(ours))
+    train(reference_model, reference, data, before_step=set_momentum(reference))
+    assert_same_parameters(model, reference_model)
+
+
 def test_adam_limit_is_torch_adam():
     """ATMO's Adam branch puts eps outside the bias correction: (sqrt(v) + eps)·sqrt(bc2) against torch's
     sqrt(v) + eps·sqrt(bc2). Giving torch.optim.Adam eps/sqrt(bc2) at every step makes them the same map."""

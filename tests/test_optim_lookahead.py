@@ -301,8 +301,15 @@ def test_loading_a_state_dict_without_slow_weights_raises():
 
 
 def test_invalid_inner_settings_raise():
-    with pytest.raises(ValueError, match="unknown optimizer 'nonexistent'"):
+    with pytest.raises(ValueError, match="invalid inner 'nonexistent' for optimizer 'lookahead'; available: .*adam"):
         make_optimizer("lookahead", [torch.zeros(2, requires_grad=True)], inner="nonexistent")
+    with pytest.raises(ValueError, match="invalid inner 'lookahead'"):
+        make_optimizer("lookahead", [torch.zeros(2, requires_grad=True)], inner="lookahead")
+    # every hyperparameter of the inner optimizer goes through, defaults completed for stable run ids
+    from optbench.optim import resolve_hyperparameters
+
+    resolved = resolve_hyperparameters("lookahead", inner="sgd", lr=0.05, nesterov=True)
+    assert resolved == {"inner": "sgd", "k": 5, "alpha": 0.5, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "nesterov": True}
     with pytest.raises(ValueError, match="'momentum'"):  # Adam takes no momentum
         make_optimizer("lookahead", [torch.zeros(2, requires_grad=True)], momentum=0.9)
     with pytest.raises(ValueError, match="invalid lr -1.0"):

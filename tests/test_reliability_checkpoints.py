@@ -24,22 +24,37 @@ from optbench.training import train
 TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=128, batch_size=32)
 TIMED = ("seconds", "elapsed_seconds")
 
-#: trains a configuration with checkpoints every 2 epochs and SIGKILLs itself at the end of epoch 3,
-#: after the checkpoint of epoch 2 and with epoch 3's work not yet checkpointed
-KILLED_RUN = """
-import json, os, signal, sys
+#: ``python killed_runs.py CONFIGS CHECKPOINTS``: loads torch and the data once, then forks one child process
+#: per configuration, which trains it with a checkpoint every 2 epochs and SIGKILLs itself at the end of
+#: epoch 3 (after the checkpoint of epoch 2, with epoch 3's work not checkpointed); prints how each child ended
+KILLED_RUNS = """
+import json, os, signal, sys, traceback
 from pathlib import Path
 from optbench.config import RunConfig
-from optbench.training import train
+from optbench.training import configure_threads, prepare_data, train
 
-config = RunConfig.from_dict(json.loads(sys.argv[1]))
+configs = [RunConfig.from_dict(values) for values in json.loads(sys.argv[1])]
+checkpoints = json.loads(sys.argv[2])
+configure_threads()
+prepare_data(configs[0], "cpu")  # imports and data once, before forking
 
 def on_epoch_end(row):
     if row["epoch"] == 3:
         os.kill(os.getpid(), signal.SIGKILL)
 
-train(config, progress=False, checkpoint_path=Path(sys.argv[2]), checkpoint_every=2, on_epoch_end=on_epoch_end)
-print("the run was not killed")
+endings = []
+for config, checkpoint in zip(configs, checkpoints):
+    child = os.fork()
+    if child == 0:  # reaches an exit only if the kill did not happen
+        try:
+            train(config, device="cpu", progress=False, checkpoint_path=Path(checkpoint), checkpoint_every=2, on_epoch_end=on_epoch_end)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    endings.append(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+print(json.dumps(endings))
 """
 
 
@@ -93,18 +108,14 @@ def test_runs_killed_with_sigkill_resume_to_the_metrics_of_uninterrupted_runs(tm
         "lookahead_adam": RunConfig(optimizer="lookahead", num_epochs=5, hyperparameters={"inner": "adam", "k": 3}, **TINY),
         "svrg": RunConfig(optimizer="svrg", num_epochs=5, hyperparameters={"lr": 0.05, "momentum": 0.5}, **TINY),
     }
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN)
+    script = tmp_path / "killed_runs.py"
+    script.write_text(KILLED_RUNS)
     checkpoints = {label: tmp_path / label / "run.pt" for label in configs}
-    # three real processes at once (each pays torch's import); each kills itself at the end of epoch 3
-    processes = {
-        label: subprocess.Popen([sys.executable, str(script), json.dumps(config.to_dict()), str(checkpoints[label])],
-                                env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for label, config in configs.items()
-    }
-    for label, process in processes.items():
-        stdout, stderr = process.communicate(timeout=120)
-        assert process.returncode == -signal.SIGKILL, f"{label}: {stdout}{stderr[-2000:]}"
+    command = [sys.executable, str(script), json.dumps([config.to_dict() for config in configs.values()]),
+               json.dumps([str(path) for path in checkpoints.values()])]
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [-signal.SIGKILL] * len(configs)
     monkeypatch.setenv("OPTBENCH_NUM_THREADS", "1")
     resumed_records = {}
     for label, config in configs.items():

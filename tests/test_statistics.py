@@ -29,3 +29,13 @@ def test_summarize_groups():
     table = summarize(frame, "optimizer", "accuracy").set_index("optimizer")
     assert table.loc["a", "mean"] == pytest.approx(0.2) and table.loc["b", "half_width"] == 0
     assert table.loc["a", "n"] == 2
+
+
+def test_bounded_band_clips_to_the_metric_range_only():
+    from optbench.statistics import band, bounded_band
+
+    values = [0.02, 0.9]  # two seeds: the t-interval reaches far below zero
+    low, high = band(values)
+    assert low < 0 < 1 < high
+    assert bounded_band(0.0, 1.0)(values) == (0.0, 1.0)
+    assert bounded_band(0.0, 1.0)([0.5, 0.6, 0.55]) == band([0.5, 0.6, 0.55])

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .data import DatasetUnavailableError
 from .studies import optimizer_comparison
 
 #: notebook name → (source under notebooks/, executed copy in the book tree); the intro runs last
@@ -29,7 +30,7 @@ PROFILE_KEYS = ("description", "notebooks")
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 #: checks of a notebook's parameter values, run for every notebook before any of them executes
-VALIDATORS: dict[str, Callable[[dict], Any]] = {
+VALIDATORS: dict[str, Callable[..., Any]] = {
     "study1_optimizers": optimizer_comparison.validate_parameters,
 }
 
@@ -61,11 +62,17 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
         return {name: ast.literal_eval(info["default"]) for name, info in papermill.inspect_notebook(str(path)).items()}
 
 
-def load_profile(profile: str, root: Path) -> dict[str, dict[str, Any]]:
-    """Per notebook, the parameters a profile sets (plus ``profile``), after checking all of them."""
+def load_profile(profile: str, root: Path, check_data: bool = True) -> dict[str, dict[str, Any]]:
+    """Per notebook, the parameters a profile sets (plus ``profile``), after checking all of them.
+
+    With ``check_data`` the datasets must be on disk or downloadable too (what a build needs).
+    """
     path = profile_path(profile, root)
-    with open(path) as stream:
-        content = yaml.safe_load(stream) or {}
+    try:
+        with open(path) as stream:
+            content = yaml.safe_load(stream) or {}
+    except yaml.YAMLError as error:
+        raise ProfileError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(content, dict):
         raise ProfileError(f"{path}: a profile must be a mapping with keys {', '.join(PROFILE_KEYS)}")
     unknown = sorted(set(content) - set(PROFILE_KEYS))
@@ -86,8 +93,8 @@ def load_profile(profile: str, root: Path) -> dict[str, dict[str, Any]]:
         values = {**{key: value for key, value in allowed.items()}, **section, "profile": profile}
         if name in VALIDATORS:
             try:
-                VALIDATORS[name](values)
-            except (ValueError, TypeError) as error:
+                VALIDATORS[name](values, check_data=check_data)
+            except (ValueError, TypeError, DatasetUnavailableError) as error:
                 raise ProfileError(f"{path}: notebook {name!r}: {error}") from None
         parameters[name] = {**section, "profile": profile}
     return parameters

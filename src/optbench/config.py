@@ -67,8 +67,8 @@ class RunConfig:
         _positive_int("batch_size", self.batch_size)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"invalid seed {self.seed!r}: the seed must be an integer >= 0")
-        if self.image_size is not None:
-            _positive_int("image_size", self.image_size)
+        if self.image_size is not None and (not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 4):
+            raise ValueError(f"invalid image_size {self.image_size!r}: give an integer >= 4, or None for the dataset's own size")
         if self.max_train_examples is not None:
             _positive_int("max_train_examples", self.max_train_examples)
         if not isinstance(self.validation_fraction, (int, float)) or not 0.0 <= self.validation_fraction < 1.0:
@@ -87,6 +87,8 @@ class RunConfig:
             milestones = self.scheduler_options.get("milestones")
             if not isinstance(milestones, (list, tuple)) or not all(isinstance(m, int) and m > 0 for m in milestones):
                 raise ValueError(f"invalid milestones {milestones!r}: multistep needs a list of positive epoch numbers")
+        if self.scheduler != "none" and "lr" not in optim.resolve_hyperparameters(self.optimizer, **self.hyperparameters):
+            raise ValueError(f"invalid scheduler {self.scheduler!r} for optimizer {self.optimizer!r}: it has no lr to schedule; use scheduler 'none'")
         # building the optimizer on a dummy tensor runs its own checks (p ranges, mixing weights, ...)
         import torch
 

@@ -36,8 +36,8 @@ DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 
 
-class DatasetUnavailableError(RuntimeError):
-    """A dataset is not on disk and could not be downloaded."""
+class DatasetUnavailableError(RuntimeError, ValueError):
+    """A dataset is not on disk and could not be downloaded (bad input, like every other ValueError here)."""
 
 
 def data_dir() -> Path:
@@ -82,6 +82,13 @@ class ImageData:
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+
+
+def ensure_available(name: str) -> None:
+    """Raise :class:`DatasetUnavailableError` now, before any training, if dataset ``name`` cannot be had."""
+    check_dataset_name(name)
+    if name != "digits":
+        _load_torchvision(name, download=True)
 
 
 def load_dataset(name: str, image_size: int | None = None, device: torch.device | str = "cpu", download: bool = True) -> ImageData:

@@ -267,6 +267,10 @@ def check_model_options(name: str, options: dict) -> None:
         raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; allowed: {allowed}")
     if "width" in options and not (isinstance(options["width"], (int, float)) and options["width"] > 0):
         raise ValueError(f"invalid width {options['width']!r}: the width multiplier must be a number > 0")
+    if "hidden_sizes" in options:
+        sizes = options["hidden_sizes"]
+        if not isinstance(sizes, (list, tuple)) or not all(isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in sizes):
+            raise ValueError(f"invalid hidden_sizes {sizes!r}: give a list of layer widths, integers > 0 (e.g. [256, 128])")
     if "norm" in options and options["norm"] not in NORMS:
         raise ValueError(f"invalid norm {options['norm']!r}: allowed {', '.join(NORMS)}")
 

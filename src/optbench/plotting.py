@@ -6,7 +6,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .statistics import band
+from .statistics import bounded_band
+
+#: the range each metric can take, to which its interval bands are clipped
+METRIC_RANGES = {
+    "test_accuracy": (0.0, 1.0), "train_accuracy": (0.0, 1.0), "test_error": (0.0, 1.0),
+    "train_loss": (0.0, float("inf")), "test_loss": (0.0, float("inf")),
+    "seconds": (0.0, float("inf")), "seconds_per_epoch": (0.0, float("inf")),
+}
 
 X_LABELS = {"epoch": "epoch", "grad_evals": "gradient evaluations", "elapsed_seconds": "wall-clock seconds"}
 Y_LABELS = {
@@ -23,12 +30,12 @@ Y_LABELS = {
 def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "label", ax=None, log_y: bool = False, **kwargs):
     """Mean of ``y`` against ``x`` per ``hue`` with a 95% band over seeds (runs aligned by epoch)."""
     ax = ax if ax is not None else plt.gca()
-    if x == "epoch":
-        sns.lineplot(data=frame, x=x, y=y, hue=hue, errorbar=band, ax=ax, **kwargs)
-    else:
+    errorbar = bounded_band(*METRIC_RANGES.get(y, (-float("inf"), float("inf"))))
+    palette = kwargs.pop("palette", sns.color_palette("husl", frame[hue].nunique()))
+    if x != "epoch":
         # seeds differ slightly in seconds (and may differ in evaluations): average x per epoch too
-        means = frame.groupby([hue, "epoch"], sort=False)[x].transform("mean")
-        sns.lineplot(data=frame.assign(**{x: means}), x=x, y=y, hue=hue, errorbar=band, ax=ax, **kwargs)
+        frame = frame.assign(**{x: frame.groupby([hue, "epoch"], sort=False)[x].transform("mean")})
+    sns.lineplot(data=frame, x=x, y=y, hue=hue, errorbar=errorbar, ax=ax, palette=palette, **kwargs)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(Y_LABELS.get(y, y))
     if log_y:
@@ -55,7 +62,8 @@ def curve_grid(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: s
 def time_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label", ax=None, order=None, **kwargs):
     """Mean ``y`` per ``x`` with a 95% interval: one value per run (e.g. its median seconds per epoch)."""
     ax = ax if ax is not None else plt.gca()
-    sns.barplot(data=frame, x=x, y=y, errorbar=band, ax=ax, order=order, **kwargs)
+    errorbar = bounded_band(*METRIC_RANGES.get(y, (-float("inf"), float("inf"))))
+    sns.barplot(data=frame, x=x, y=y, errorbar=errorbar, ax=ax, order=order, **kwargs)
     ax.set_xlabel("")
     ax.set_ylabel(Y_LABELS.get(y, y))
     ax.tick_params(axis="x", rotation=45)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .checkpoints import check_checkpoint_every
 from .config import RunConfig
 from .store import ResultsStore, remove_temporary_files
 from .training import preflight, train
@@ -30,6 +31,7 @@ def run(
     training the same configuration, wait for it and load its record; with ``wait`` False, return None
     at once instead.
     """
+    check_checkpoint_every(checkpoint_every)
     store = store if store is not None else ResultsStore()
     run_id = config.run_id
     if not force:

@@ -152,10 +152,16 @@ def _reject_constant(name: str):
 
 
 def parse_record(text: str | bytes) -> object:
-    """Parse a record file's content as strict JSON (no NaN or Infinity)."""
+    """Parse a record file's content as strict JSON (no NaN or Infinity); ``ValueError`` says what is wrong."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    return json.loads(text, parse_constant=_reject_constant)
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("not JSON text but binary data (a pickle, say)") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error})") from None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -200,7 +206,7 @@ def remove_temporary_files(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-#: per thread: lock file → [file descriptor, depth], so that a thread can re-enter a lock it holds
+#: per thread: the lock files it holds, so that a thread can re-enter a lock it holds
 _held_locks = threading.local()
 
 
@@ -239,14 +245,10 @@ class ResultsStore:
         path = self.lock_path(run_id)
         held = getattr(_held_locks, "locks", None)
         if held is None:
-            held = _held_locks.locks = {}
+            held = _held_locks.locks = set()
         key = os.path.realpath(path)
-        if key in held:
-            held[key][1] += 1
-            try:
-                yield True
-            finally:
-                held[key][1] -= 1
+        if key in held:  # this thread holds it already (run() holds it while save() takes it again)
+            yield True
             return
         if fcntl is None:  # pragma: no cover
             yield True
@@ -263,11 +265,11 @@ class ResultsStore:
             if not acquired:
                 yield False
                 return
-            held[key] = [handle, 1]
+            held.add(key)
             try:
                 yield True
             finally:
-                del held[key]
+                held.discard(key)
                 fcntl.flock(handle, fcntl.LOCK_UN)
         finally:
             os.close(handle)

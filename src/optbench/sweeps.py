@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import check_checkpoint_every
 from .config import RunConfig
 from .runs import run
 from .store import ResultsStore
@@ -57,6 +58,7 @@ def run_sweep(
     configs = list(configs)
     for config in configs:
         config.validate()
+    check_checkpoint_every(checkpoint_every)
     store = store if store is not None else ResultsStore()
     unique = {config.run_id: config for config in configs}
     missing = {run_id for run_id in unique if force or run_id not in store}

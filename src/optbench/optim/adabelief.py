@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .registry import check_common_hyperparameters, register
+from ._moments import betas_as_tuple, check_group_hyperparameters, gather_moment_buffers
+from .registry import register
 
 
 class AdaBelief(torch.optim.Optimizer):
@@ -40,18 +41,15 @@ class AdaBelief(torch.optim.Optimizer):
         amsgrad: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        if isinstance(betas, list):
-            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            lr=lr, betas=betas_as_tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # validated before torch appends the group, so a bad group leaves the optimizer unchanged
-        settings = {**self.defaults, **param_group}
-        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
+        check_group_hyperparameters(self.defaults, param_group)
         super().add_param_group(param_group)
 
     @torch.no_grad()
@@ -64,33 +62,17 @@ class AdaBelief(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps, weight_decay, amsgrad = group["lr"], group["eps"], group["weight_decay"], group["amsgrad"]
-            params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars = [], [], [], [], []
-            step_sizes, bias_correction2_roots = [], []
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("AdaBelief does not support sparse gradients")
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_var"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                if amsgrad and "max_exp_avg_var" not in state:
-                    state["max_exp_avg_var"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                step = state["step"]
-                params.append(param)
-                grads.append(param.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_vars.append(state["exp_avg_var"])
-                if amsgrad:
-                    max_exp_avg_vars.append(state["max_exp_avg_var"])
-                step_sizes.append(-lr / (1.0 - beta1**step))
-                bias_correction2_roots.append(math.sqrt(1.0 - beta2**step))
-            if not params:
+            buffers = gather_moment_buffers(
+                self, group, optimizer_name="AdaBelief", second_moment_key="exp_avg_var",
+                max_second_moment_key="max_exp_avg_var" if amsgrad else None,
+            )
+            if not buffers.params:
                 continue
+            params, exp_avgs, exp_avg_vars = buffers.params, buffers.exp_avgs, buffers.second_moments
+            step_sizes = [-lr / (1.0 - beta1**step) for step in buffers.steps]
+            bias_correction2_roots = [math.sqrt(1.0 - beta2**step) for step in buffers.steps]
 
+            grads = buffers.grads
             if weight_decay != 0:
                 if group["decoupled_weight_decay"]:
                     torch._foreach_mul_(params, 1.0 - lr * weight_decay)
@@ -102,8 +84,8 @@ class AdaBelief(torch.optim.Optimizer):
             torch._foreach_addcmul_(exp_avg_vars, residuals, residuals, value=1.0 - beta2)
             torch._foreach_add_(exp_avg_vars, eps)
             if amsgrad:
-                torch._foreach_maximum_(max_exp_avg_vars, exp_avg_vars)
-                beliefs = max_exp_avg_vars
+                torch._foreach_maximum_(buffers.max_second_moments, exp_avg_vars)
+                beliefs = buffers.max_second_moments
             else:
                 beliefs = exp_avg_vars
             denominators = torch._foreach_sqrt(beliefs)

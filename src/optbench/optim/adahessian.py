@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .atmo import _is_number, check_betas, check_nonnegative, parameters_by_step
+from .atmo import check_betas, check_nonnegative, is_number, parameters_by_step, sqrt_into, work_buffers
 from .registry import register
 
 HUTCHINSON_STATE_KEY = "hutchinson"
@@ -36,11 +36,13 @@ def spatially_averaged(diagonal: torch.Tensor) -> torch.Tensor:
     return diagonal
 
 
-def adahessian_moments(exp_avgs, exp_hessian_diag_sqs, grads, diagonals, betas, step, hessian_power, eps):
+def adahessian_moments(exp_avgs, exp_hessian_diag_sqs, grads, diagonals, betas, step, hessian_power, eps,
+                       scratch=None):
     """m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·D² in place; return ``(denominators, scale)``.
 
     (m/bc1) / ((sqrt(v)/sqrt(bc2))^k + eps) = scale · (m/bc1) / denominators, with
     denominators = v^(k/2) + eps·bc2^(k/2) and scale = bc2^(k/2): one pass fewer than dividing v by bc2.
+    The denominators go into ``scratch`` (see :func:`~optbench.optim.atmo.work_buffers`) when given.
     """
     beta1, beta2 = betas
     torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
@@ -49,7 +51,7 @@ def adahessian_moments(exp_avgs, exp_hessian_diag_sqs, grads, diagonals, betas, 
     torch._foreach_addcmul_(exp_hessian_diag_sqs, diagonals, diagonals, value=1.0 - beta2)
     scale = (1.0 - beta2**step) ** (hessian_power / 2.0)
     if hessian_power == 1.0:
-        denominators = torch._foreach_sqrt(exp_hessian_diag_sqs)
+        denominators = sqrt_into(scratch, exp_hessian_diag_sqs)
     else:
         denominators = torch._foreach_pow(exp_hessian_diag_sqs, hessian_power / 2.0)
     torch._foreach_add_(denominators, eps * scale)
@@ -57,7 +59,7 @@ def adahessian_moments(exp_avgs, exp_hessian_diag_sqs, grads, diagonals, betas, 
 
 
 def check_hessian_hyperparameters(hessian_power, hessian_every, seed) -> None:
-    if not _is_number(hessian_power) or not 0.0 <= hessian_power <= 1.0:
+    if not is_number(hessian_power) or not 0.0 <= hessian_power <= 1.0:
         raise ValueError(f"invalid hessian_power {hessian_power!r}: hessian_power must lie in [0, 1]")
     if not isinstance(hessian_every, int) or isinstance(hessian_every, bool) or hessian_every < 1:
         raise ValueError(f"invalid hessian_every {hessian_every!r}: hessian_every must be an integer >= 1")
@@ -208,6 +210,7 @@ class AdaHessian(HutchinsonDiagonal, torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, hessian_power=hessian_power)
         super().__init__(params, defaults)
         self.init_hutchinson(hessian_every, seed)
+        self._work_buffers: dict[torch.Tensor, torch.Tensor] = {}
 
     @staticmethod
     def _init_param_state(group: dict, param: torch.Tensor, state: dict) -> None:
@@ -232,6 +235,7 @@ class AdaHessian(HutchinsonDiagonal, torch.optim.Optimizer):
                     [p.grad for p in params],
                     [state["hessian_diagonal"] for state in states],
                     group["betas"], step, group["hessian_power"], group["eps"],
+                    work_buffers(self._work_buffers, params),
                 )
                 lr, weight_decay = group["lr"], group["weight_decay"]
                 if weight_decay != 0:

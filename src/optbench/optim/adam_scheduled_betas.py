@@ -30,7 +30,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .registry import check_common_hyperparameters, register
+from ._moments import betas_as_tuple, check_group_hyperparameters, gather_moment_buffers
+from .registry import register
 
 
 class AdamScheduledBetas(torch.optim.Optimizer):
@@ -44,14 +45,11 @@ class AdamScheduledBetas(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        if isinstance(betas, list):
-            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas_as_tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # validated before torch appends the group, so a bad group leaves the optimizer unchanged
-        settings = {**self.defaults, **param_group}
-        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
+        check_group_hyperparameters(self.defaults, param_group)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         # the epoch whose betas the group uses; kept in the group so that state_dict carries it
@@ -80,32 +78,18 @@ class AdamScheduledBetas(torch.optim.Optimizer):
 
         for group in self.param_groups:
             beta1, beta2 = self.current_betas(group)
-            params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
-            step_sizes, bias_correction2_roots = [], []
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("AdamScheduledBetas does not support sparse gradients")
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["beta1_product"] = 1.0
-                    state["beta2_product"] = 1.0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                state["beta1_product"] *= beta1
-                state["beta2_product"] *= beta2
-                params.append(param)
-                grads.append(param.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                step_sizes.append(-group["lr"] / (1.0 - state["beta1_product"]))
-                bias_correction2_roots.append(math.sqrt(1.0 - state["beta2_product"]))
-            if not params:
+            # P1, P2 of the module docstring: the products of the betas each parameter has used so far
+            buffers = gather_moment_buffers(
+                self, group, optimizer_name="AdamScheduledBetas", second_moment_key="exp_avg_sq",
+                running_products={"beta1_product": beta1, "beta2_product": beta2},
+            )
+            if not buffers.params:
                 continue
+            params, exp_avgs, exp_avg_sqs = buffers.params, buffers.exp_avgs, buffers.second_moments
+            step_sizes = [-group["lr"] / (1.0 - state["beta1_product"]) for state in buffers.states]
+            bias_correction2_roots = [math.sqrt(1.0 - state["beta2_product"]) for state in buffers.states]
 
+            grads = buffers.grads
             if group["weight_decay"] != 0:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)

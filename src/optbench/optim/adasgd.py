@@ -59,7 +59,7 @@ class AdaSGD(HutchinsonDiagonal, MixedOptimizer):
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_hessian_diag_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def adaptive_direction(self, group, params, grads, decayed_grads, states, step):
+    def adaptive_direction(self, group, params, grads, decayed_grads, states, step, scratch):
         exp_avgs = [state["exp_avg"] for state in states]
         denominators, scale = adahessian_moments(
             exp_avgs,
@@ -67,6 +67,7 @@ class AdaSGD(HutchinsonDiagonal, MixedOptimizer):
             grads,
             [state["hessian_diagonal"] for state in states],
             group["betas"], step, group["hessian_power"], group["eps"],
+            scratch,  # the SGD branch has consumed the decayed gradients it held
         )
         bias_correction1 = 1.0 - group["betas"][0] ** step
         return AdaptiveDirection(

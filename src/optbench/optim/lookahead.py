@@ -149,16 +149,6 @@ class Lookahead(torch.optim.Optimizer):
         return f"Lookahead(k={self.k}, alpha={self.alpha},\n  {self.optimizer!r})"
 
 
-#: inner hyperparameters accepted by the registered ``lookahead`` and forwarded to the inner optimizer;
-#: names that Lookahead itself uses (``k``, ``alpha``) cannot be forwarded: build
-#: ``Lookahead(make_optimizer(...), k, alpha)`` directly for an inner optimizer that needs them.
-INNER_HYPERPARAMETERS = (
-    "lr", "betas", "eps", "weight_decay", "momentum", "nesterov", "dampening", "amsgrad",
-    "p", "p_final", "lr_final", "decoupled_weight_decay", "hessian_power", "hessian_every", "seed",
-    "sgd_weight", "adam_weight", "dynamic_weights", "dynamic_epochs",
-)
-
-
 def _lookahead(params, inner, k, alpha, **inner_hyperparameters):
     check_lookahead_hyperparameters(k, alpha)
     return Lookahead(make_optimizer(inner, params, **inner_hyperparameters), k=k, alpha=alpha)
@@ -169,5 +159,5 @@ register(
     _lookahead,
     {"inner": "adam", "k": 5, "alpha": 0.5},
     "Lookahead (Zhang et al. 2019) around a registered inner optimizer; other hyperparameters go to the inner one",
-    extra_hyperparameters=INNER_HYPERPARAMETERS,
+    wraps="inner",
 )

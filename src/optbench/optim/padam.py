@@ -32,7 +32,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .registry import check_common_hyperparameters, register
+from ._moments import betas_as_tuple, check_group_hyperparameters, gather_moment_buffers
+from .registry import register
 
 
 def check_p(name: str, value: Any) -> None:
@@ -65,18 +66,15 @@ class Padam(torch.optim.Optimizer):
         p_final: Optional[float] = None,
         lr_final: Optional[float] = None,
     ) -> None:
-        if isinstance(betas, list):
-            betas = tuple(betas)  # the registry and the state dict keep betas as a tuple
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
+            lr=lr, betas=betas_as_tuple(betas), eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
             p_final=p_final, lr_final=lr_final,
         )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # validated before torch appends the group, so a bad group leaves the optimizer unchanged
-        settings = {**self.defaults, **param_group}
-        check_common_hyperparameters({key: settings[key] for key in ("lr", "betas", "eps", "weight_decay")})
+        settings = check_group_hyperparameters(self.defaults, param_group)
         check_p("p", settings["p"])
         if settings["p_final"] is not None:
             check_p("p_final", settings["p_final"])
@@ -113,31 +111,18 @@ class Padam(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             amsgrad = group["amsgrad"]
-            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_sizes = [], [], [], [], [], []
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("Padam does not support sparse gradients")
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                if amsgrad and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                step = state["step"]
-                params.append(param)
-                grads.append(param.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                if amsgrad:
-                    max_exp_avg_sqs.append(state["max_exp_avg_sq"])
-                step_sizes.append(-group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step))
-            if not params:
+            buffers = gather_moment_buffers(
+                self, group, optimizer_name="Padam", second_moment_key="exp_avg_sq",
+                max_second_moment_key="max_exp_avg_sq" if amsgrad else None,
+            )
+            if not buffers.params:
                 continue
+            params, exp_avgs, exp_avg_sqs = buffers.params, buffers.exp_avgs, buffers.second_moments
+            step_sizes = [
+                -group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step) for step in buffers.steps
+            ]
 
+            grads = buffers.grads
             if group["weight_decay"] != 0:
                 # a new list: p.grad itself stays the loss gradient
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
@@ -145,8 +130,8 @@ class Padam(torch.optim.Optimizer):
             torch._foreach_mul_(exp_avg_sqs, beta2)
             torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
             if amsgrad:
-                torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
-                second_moments = max_exp_avg_sqs
+                torch._foreach_maximum_(buffers.max_second_moments, exp_avg_sqs)
+                second_moments = buffers.max_second_moments
             else:
                 second_moments = exp_avg_sqs
             denominators = torch._foreach_sqrt(second_moments)

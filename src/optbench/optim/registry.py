@@ -23,8 +23,11 @@ class OptimizerSpec:
     factory: Callable[..., torch.optim.Optimizer]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    #: hyperparameters accepted besides ``defaults`` (e.g. forwarded to an inner optimizer)
+    #: hyperparameters accepted besides ``defaults``
     extra_hyperparameters: tuple[str, ...] = ()
+    #: for a wrapper (Lookahead): the hyperparameter naming the inner registered optimizer, which receives
+    #: and checks every hyperparameter the wrapper does not own
+    wraps: str | None = None
 
 
 _REGISTRY: dict[str, OptimizerSpec] = {}
@@ -36,11 +39,14 @@ def register(
     defaults: dict[str, Any],
     description: str = "",
     extra_hyperparameters: Iterable[str] = (),
+    wraps: str | None = None,
 ) -> None:
     """Register ``factory(params, **hyperparameters)`` under ``name`` with its default hyperparameters."""
     if name in _REGISTRY:
         raise ValueError(f"optimizer {name!r} is already registered")
-    _REGISTRY[name] = OptimizerSpec(name, factory, dict(defaults), description, tuple(extra_hyperparameters))
+    if wraps is not None and wraps not in defaults:
+        raise ValueError(f"wrapper {name!r} must have a default for {wraps!r}, the inner optimizer's name")
+    _REGISTRY[name] = OptimizerSpec(name, factory, dict(defaults), description, tuple(extra_hyperparameters), wraps)
 
 
 def available() -> list[str]:
@@ -68,6 +74,15 @@ def resolve_hyperparameters(name: str, **hyperparameters: Any) -> dict[str, Any]
     """
     known = spec(name)
     allowed = set(known.defaults) | set(known.extra_hyperparameters)
+    if known.wraps is not None:
+        inner = hyperparameters.get(known.wraps, known.defaults[known.wraps])
+        if inner == name or inner not in _REGISTRY:
+            others = ", ".join(other for other in available() if other != name)
+            raise ValueError(f"invalid {known.wraps} {inner!r} for optimizer {name!r}; available: {others}")
+        own = {key: value for key, value in hyperparameters.items() if key in allowed}
+        forwarded = {key: value for key, value in hyperparameters.items() if key not in allowed}
+        # the inner optimizer's completed defaults join the configuration, so equal runs get equal ids
+        return {**known.defaults, **own, **resolve_hyperparameters(inner, **forwarded)}
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:
         raise ValueError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import optim
+from .. import data, optim
 from ..config import RunConfig
 from ..statistics import mean_interval
 
@@ -45,9 +45,9 @@ class Settings:
     dataset: str = "digits"
     image_size: int | None = 16
     model_width: float = 0.125
-    num_epochs: int = 8
+    num_epochs: int = 6
     batch_size: int = 128
-    seeds: list = field(default_factory=lambda: [0, 1])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
     max_train_examples: int | None = None
     augment: bool = False
     uniform_lr: float = 0.001
@@ -68,7 +68,11 @@ class Settings:
         if not isinstance(self.lr_grid, (list, tuple)) or not self.lr_grid:
             raise ValueError(f"invalid lr_grid {self.lr_grid!r}: give a non-empty list of learning rates > 0")
         for lr in self.lr_grid:
-            optim.registry.check_common_hyperparameters({"lr": lr})
+            if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+                raise ValueError(f"invalid lr_grid {self.lr_grid!r}: every learning rate must be a number > 0, got {lr!r}")
+        for seed in self.seeds:
+            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+                raise ValueError(f"invalid seeds {self.seeds!r}: every seed must be an integer >= 0, got {seed!r}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
 
@@ -316,8 +320,13 @@ def settings_from_parameters(parameters: dict) -> Settings:
     return Settings(**{name: value for name, value in parameters.items() if name in names})
 
 
-def validate_parameters(parameters: dict) -> None:
-    """Build every configuration the study would run from these parameters, raising on a bad value."""
+def validate_parameters(parameters: dict, check_data: bool = True) -> None:
+    """Build every configuration the study would run from these parameters, raising on a bad value.
+
+    With ``check_data`` the dataset must also be on disk or downloadable.
+    """
     settings = settings_from_parameters(parameters)
+    if check_data:
+        data.ensure_available(settings.dataset)
     for groups in (protocol_a(settings), selection_grid(settings), fully_connected(settings)):
         all_configs(groups)

@@ -1,0 +1,208 @@
+"""Bad input, table-driven: the command line, profile files, notebook parameters, run settings, optimizer
+hyperparameters, devices, environment variables and dataset paths. Each bad value gives one clear error that
+names it and what is allowed, before anything trains and without writing to the results store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from optbench import book
+from optbench.cli import main as cli_main
+from optbench.config import RunConfig
+from optbench.data import DatasetUnavailableError
+from optbench.runs import run
+from optbench.store import ResultsStore
+from optbench.studies import optimizer_comparison
+from optbench.sweeps import expand_grid, run_sweep
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=64, batch_size=32, num_epochs=1)
+
+
+class CommandLineExit(Exception):
+    """The command line exited with a non-zero status; the message is what it printed on stderr."""
+
+    def __init__(self, code, stderr: str):
+        super().__init__(stderr)
+        self.code = code
+
+
+@dataclass
+class Context:
+    root: Path  # a repository root: copies of notebooks/ and profiles/
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def cli(self, *argv: str) -> None:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = cli_main(list(argv))
+            except SystemExit as exit:  # argparse's own errors
+                code = exit.code
+        if code != 0:
+            raise CommandLineExit(code, stderr.getvalue())
+
+    def profile(self, text: str) -> None:
+        """Write ``text`` as profiles/bad.yaml and load it."""
+        (self.root / "profiles" / "bad.yaml").write_text(text)
+        book.load_profile("bad", self.root)
+
+    def study_parameter(self, name: str, value: str) -> None:
+        """A profile setting one parameter of the study notebook."""
+        self.profile(f"notebooks:\n  study1_optimizers:\n    {name}: {value}\n")
+
+    def sweep(self, **settings) -> None:
+        """Sweep one configuration of TINY updated with ``settings`` into the default store."""
+        hyperparameters = settings.pop("hyperparameters", {})
+        run_sweep([RunConfig(**{"optimizer": "sgd", **TINY, **settings, "hyperparameters": hyperparameters})], progress=False)
+
+
+@dataclass
+class Case:
+    name: str
+    action: Callable[[Context], None]
+    #: substrings of the message: the bad value, then at least one allowed value or the allowed range
+    expected: tuple[str, ...]
+    error: type = ValueError
+    setup: dict = field(default_factory=dict)  # environment variables
+
+
+def _optimizer(name, **hyperparameters):
+    return lambda ctx: ctx.sweep(optimizer=name, hyperparameters=hyperparameters)
+
+
+CASES = [
+    # ---- the command line (exit status 2 and a message on stderr) ---------------------------------------
+    Case("cli: profile path escaping profiles/", lambda ctx: ctx.cli("execute", "--profile", "../etc/passwd", "--root", str(ctx.root)),
+         ("'../etc/passwd'", "letters, digits"), CommandLineExit),
+    Case("cli: absolute profile path", lambda ctx: ctx.cli("check-profile", "--profile", "/etc/passwd", "--root", str(ctx.root)),
+         ("'/etc/passwd'", "letters, digits"), CommandLineExit),
+    Case("cli: unknown profile", lambda ctx: ctx.cli("execute", "--profile", "fast", "--root", str(ctx.root)),
+         ("'fast'", "smoke"), CommandLineExit),
+    Case("cli: unknown notebook", lambda ctx: ctx.cli("execute", "--profile", "smoke", "--notebook", "study9", "--root", str(ctx.root)),
+         ("'study9'", "study1_optimizers"), CommandLineExit),
+    Case("cli: unknown command", lambda ctx: ctx.cli("run-everything"), ("'run-everything'", "execute"), CommandLineExit),
+    Case("cli: profile with a bad value", lambda ctx: (
+        (ctx.root / "profiles" / "bad.yaml").write_text("notebooks:\n  study1_optimizers:\n    num_epochs: -3\n"),
+        ctx.cli("check-profile", "--profile", "bad", "--root", str(ctx.root))), ("-3", "> 0"), CommandLineExit),
+    # ---- profile files ------------------------------------------------------------------------------------
+    Case("profile: unknown top-level key", lambda ctx: ctx.profile("notebook:\n  study1_optimizers: {}\n"), ("'notebook'", "notebooks")),
+    Case("profile: unknown notebook", lambda ctx: ctx.profile("notebooks:\n  study9: {num_epochs: 1}\n"), ("'study9'", "study1_optimizers")),
+    Case("profile: unknown parameter", lambda ctx: ctx.study_parameter("num_epoch", "3"), ("'num_epoch'", "num_epochs")),
+    Case("profile: the profile parameter itself", lambda ctx: ctx.study_parameter("profile", "../outside"), ("'profile'", "num_epochs")),
+    Case("profile: zero epochs", lambda ctx: ctx.study_parameter("num_epochs", "0"), ("num_epochs 0", "> 0")),
+    Case("profile: no seeds", lambda ctx: ctx.study_parameter("seeds", "[]"), ("seeds []", "integers >= 0")),
+    Case("profile: negative lr in the grid", lambda ctx: ctx.study_parameter("lr_grid", "[0.1, -1]"), ("lr_grid [0.1, -1]", "got -1", "> 0")),
+    Case("profile: unknown dataset", lambda ctx: ctx.study_parameter("dataset", "imagenet"), ("'imagenet'", "cifar10")),
+    Case("profile: augment not a boolean", lambda ctx: ctx.study_parameter("augment", "'yes'"), ("'yes'", "true or false")),
+    Case("profile: validation fraction above 1", lambda ctx: ctx.study_parameter("validation_fraction", "1.5"), ("1.5", "(0, 1)")),
+    Case("profile: negative model width", lambda ctx: ctx.study_parameter("model_width", "-0.5"), ("-0.5", "> 0")),
+    # ---- notebook parameters, as papermill injects them -----------------------------------------------
+    Case("notebook: zero batch size", lambda ctx: optimizer_comparison.validate_parameters({"batch_size": 0}), ("batch_size 0", "> 0")),
+    Case("notebook: negative seed", lambda ctx: optimizer_comparison.validate_parameters({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
+    Case("notebook: Padam's p above 1/2", lambda ctx: optimizer_comparison.validate_parameters({"padam_p": 0.7}), ("p 0.7", "1/2")),
+    Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
+         ("'../../etc'", "letters, digits")),
+    # ---- run settings -------------------------------------------------------------------------------------
+    Case("run: unknown optimizer", lambda ctx: ctx.sweep(optimizer="adamm"), ("'adamm'", "adam")),
+    Case("run: unknown model", lambda ctx: ctx.sweep(model="resnet7", model_options={}), ("'resnet7'", "resnet18")),
+    Case("run: unknown model option", lambda ctx: ctx.sweep(model_options={"hidden": [16]}), ("'hidden'", "hidden_sizes")),
+    Case("run: zero learning rate", _optimizer("sgd", lr=0), ("lr 0", "> 0")),
+    Case("run: learning rate not a number", _optimizer("adam", lr="fast"), ("'fast'", "> 0")),
+    Case("run: fractional epochs", lambda ctx: ctx.sweep(num_epochs=2.5), ("num_epochs 2.5", "integer > 0")),
+    Case("run: negative batch size", lambda ctx: ctx.sweep(batch_size=-5), ("batch_size -5", "> 0")),
+    Case("run: unknown scheduler", lambda ctx: ctx.sweep(scheduler="step"), ("'step'", "multistep")),
+    Case("run: milestone at epoch 0", lambda ctx: ctx.sweep(scheduler="multistep", scheduler_options={"milestones": [0, 2]}),
+         ("[0, 2]", "positive epoch numbers")),
+    Case("run: unknown scheduler option", lambda ctx: ctx.sweep(scheduler="multistep", scheduler_options={"milestones": [1], "gama": 0.5}),
+         ("'gama'", "gamma")),
+    Case("run: a scheduler for an optimizer without lr", lambda ctx: ctx.sweep(optimizer="storm", scheduler="cosine"),
+         ("'cosine'", "'storm'", "'none'")),
+    Case("run: validation fraction above 1", lambda ctx: ctx.sweep(validation_fraction=1.5), ("1.5", "[0, 1)")),
+    Case("run: unknown init", lambda ctx: ctx.sweep(init="xavier"), ("'xavier'", "metainit")),
+    Case("run: negative seed", lambda ctx: ctx.sweep(seed=-1), ("seed -1", ">= 0")),
+    Case("run: image size the data cannot have", lambda ctx: ctx.sweep(image_size=2), ("image_size 2", ">= 4")),
+    Case("run: unknown run setting", lambda ctx: expand_grid(dict(optimizer="sgd", **TINY, epochs=3)), ("'epochs'", "num_epochs")),
+    Case("run: bad device name", lambda ctx: run(RunConfig(optimizer="sgd", **TINY), device="gpu", progress=False), ("'gpu'", "'cpu'")),
+    Case("run: a device this machine lacks", lambda ctx: run(RunConfig(optimizer="sgd", **TINY), device="cuda:99", progress=False),
+         ("'cuda:99'", "cpu" if not __import__("torch").cuda.is_available() else "cuda:0")),
+    Case("run: checkpoint interval 0", lambda ctx: run(RunConfig(optimizer="sgd", **TINY), checkpoint_every=0, progress=False),
+         ("checkpoint_every 0", ">= 1")),
+    Case("run: thread count not a number", lambda ctx: ctx.sweep(), ("'zero'", ">= 1"), setup={"OPTBENCH_NUM_THREADS": "zero"}),
+    Case("store: run id naming a file outside the store", lambda ctx: ResultsStore().load("../../etc/passwd"),
+         ("'../../etc/passwd'", "letters, digits")),
+    # ---- optimizer hyperparameters -------------------------------------------------------------------------
+    Case("optimizer: unknown hyperparameter", _optimizer("sgd", learning_rate=0.1), ("'learning_rate'", "lr")),
+    Case("optimizer: beta2 at 1.5", _optimizer("adam", betas=[0.9, 1.5]), ("1.5", "[0, 1)")),
+    Case("optimizer: a single beta", _optimizer("adam", betas=[0.9]), ("[0.9]", "pair")),
+    Case("optimizer: negative momentum", _optimizer("sgd", momentum=-0.9), ("momentum -0.9", ">= 0")),
+    Case("optimizer: Lookahead k of 0", _optimizer("lookahead", k=0), ("k 0", ">= 1")),
+    Case("optimizer: Lookahead around an unknown optimizer", _optimizer("lookahead", inner="adamx"), ("'adamx'", "adam")),
+    # ---- dataset paths ------------------------------------------------------------------------------------
+    Case("data: CIFAR-10 not in the data directory, download impossible", lambda ctx: ctx.sweep(dataset="cifar10", image_size=None),
+         ("'cifar10'", "empty-data", "cifar-10-batches-py", "OPTBENCH_DATA_DIR"), DatasetUnavailableError,
+         # no network: a proxy that refuses at once, so the download attempt fails fast here and in CI
+         setup={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                "no_proxy": "", "NO_PROXY": ""}),
+]
+
+
+@pytest.fixture(scope="module")
+def repository_copy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("repository")
+    for item in ("notebooks", "profiles"):
+        shutil.copytree(REPOSITORY / item, root / item)
+    return root
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(item.relative_to(path)) for item in path.rglob("*")) if path.exists() else []
+
+
+def test_the_table_covers_every_kind_of_input():
+    kinds = {case.name.split(":")[0] for case in CASES}
+    assert kinds >= {"cli", "profile", "notebook", "run", "optimizer", "data", "store"}
+    assert len(CASES) >= 25 and len({case.name for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_gives_one_clear_error_before_anything_runs(case, repository_copy, tmp_path, monkeypatch):
+    results = Path(os.environ["OPTBENCH_RESULTS_DIR"])  # the isolated results directory of this test
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path / "empty-data"))
+    (tmp_path / "empty-data").mkdir()
+    for name, value in case.setup.items():
+        monkeypatch.setenv(name, value)
+    profiles_before = files_under(repository_copy)
+    with pytest.raises(case.error) as caught:
+        case.action(Context(repository_copy, tmp_path, monkeypatch))
+    message = str(caught.value)
+    if case.error is CommandLineExit:
+        assert caught.value.code == 2
+        assert message.count("error:") == 1, message  # one error, not a traceback
+    for expected in case.expected:
+        assert expected in message, f"{expected!r} not in {message!r}"
+    assert "Traceback" not in message
+    # nothing was written: no results, no checkpoints, no locks, no executed notebooks
+    assert files_under(results) == []
+    assert set(files_under(repository_copy)) - set(profiles_before) - {"profiles/bad.yaml"} == set()
+    (repository_copy / "profiles" / "bad.yaml").unlink(missing_ok=True)
+
+
+def test_the_installed_command_exits_with_status_2_and_names_the_bad_profile(repository_copy, tmp_path):
+    command = [str(Path(sys.executable).parent / "optbench"), "execute", "--profile", "../../etc/passwd", "--root", str(repository_copy)]
+    env = {**os.environ, "OPTBENCH_RESULTS_DIR": str(tmp_path / "results")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    assert "'../../etc/passwd'" in result.stderr and "letters, digits" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
