@@ -10,7 +10,9 @@ entry alike, each the median over ``--repetitions`` rounds:
    AdaSGD, and SVRG through :func:`optbench.protocol.optimizer_step` (its closure re-evaluates the batch).
    A round times ``--cycle`` consecutive steps, so that steps with and without a Hessian estimate average.
 
-Usage: ``python benchmarks/optimizer_step.py --repetitions 30 --batch-size 32 --threads 2 [--device cuda]``
+Usage: ``python benchmarks/optimizer_step.py --repetitions 30 --batch-size 32 --threads 2 [--device cuda]``.
+On a CPU the training table is slow (an AdaHessian step of ResNet-18 takes seconds): use few repetitions
+there, or ``--skip-training``. Timings on a loaded machine are noisy; the interleaving keeps ratios usable.
 """
 
 from __future__ import annotations
