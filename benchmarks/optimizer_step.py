@@ -10,7 +10,8 @@ entry alike, each the median over ``--repetitions`` rounds:
    AdaSGD, and SVRG through :func:`optbench.protocol.optimizer_step` (its closure re-evaluates the batch).
    A round times ``--cycle`` consecutive steps, so that steps with and without a Hessian estimate average.
 
-Usage: ``python benchmarks/optimizer_step.py --repetitions 30 --batch-size 32 --threads 2 [--device cuda]``.
+Usage: ``python benchmarks/optimizer_step.py --repetitions 30 --batch-size 32 --threads 2 [--device cuda]``;
+``--skip-training --optimizers padam,adabelief`` times only the steps of the optimizers named (and Adam's).
 On a CPU the training table is slow (an AdaHessian step of ResNet-18 takes seconds): use few repetitions
 there, or ``--skip-training``. Timings on a loaded machine are noisy; the interleaving keeps ratios usable.
 """
@@ -98,7 +99,8 @@ def step_table(args, device) -> list[tuple[str, float, float]]:
         "torch Adam(foreach, wd=5e-4)": torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4, foreach=True),
     }
     for name in plain_step_optimizers():
-        optimizers[name] = optim.make_optimizer(name, params)
+        if args.optimizers is None or name in args.optimizers:
+            optimizers[name] = optim.make_optimizer(name, params)
 
     def stepper(optimizer):
         def step():
@@ -188,7 +190,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--skip-training", action="store_true", help="only the optimizer-step table")
+    parser.add_argument("--optimizers", type=lambda names: names.split(","), default=None,
+                        help="comma-separated registered names: time only these steps (besides torch's Adam)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.optimizers or ()) - set(optim.available()))
+    if unknown:
+        parser.error(f"unknown optimizers {', '.join(unknown)}; registered: {', '.join(optim.available())}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)

@@ -24,7 +24,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ._moments import betas_as_tuple, check_group_hyperparameters, gather_moment_buffers
+from ._moments import (
+    add_into, betas_as_tuple, check_group_hyperparameters, gather_moment_buffers, sqrt_into, sub_into, work_buffers,
+)
 from .registry import register
 
 
@@ -46,6 +48,8 @@ class AdaBelief(torch.optim.Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
+        # CPU scratch for the decayed gradients, the residuals g − m, then the denominators
+        self._work_buffers: dict[torch.Tensor, torch.Tensor] = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # validated before torch appends the group, so a bad group leaves the optimizer unchanged
@@ -69,17 +73,24 @@ class AdaBelief(torch.optim.Optimizer):
             if not buffers.params:
                 continue
             params, exp_avgs, exp_avg_vars = buffers.params, buffers.exp_avgs, buffers.second_moments
-            step_sizes = [-lr / (1.0 - beta1**step) for step in buffers.steps]
+            # m/(sqrt(ŝ)/c + eps) = c·m/(sqrt(ŝ) + c·eps) with c = sqrt(1 − β2^t): c goes into the step size
+            # and eps, which saves the pass dividing the denominators by c
             bias_correction2_roots = [math.sqrt(1.0 - beta2**step) for step in buffers.steps]
+            step_sizes = [
+                -lr * root / (1.0 - beta1**step) for step, root in zip(buffers.steps, bias_correction2_roots)
+            ]
+            denominator_eps = [eps * root for root in bias_correction2_roots]
 
+            scratch = work_buffers(self._work_buffers, params)
             grads = buffers.grads
             if weight_decay != 0:
                 if group["decoupled_weight_decay"]:
                     torch._foreach_mul_(params, 1.0 - lr * weight_decay)
                 else:
-                    grads = torch._foreach_add(grads, params, alpha=weight_decay)
+                    # into scratch: p.grad itself stays the loss gradient
+                    grads = add_into(scratch, grads, params, weight_decay)
             torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
-            residuals = torch._foreach_sub(grads, exp_avgs)
+            residuals = sub_into(scratch, grads, exp_avgs)
             torch._foreach_mul_(exp_avg_vars, beta2)
             torch._foreach_addcmul_(exp_avg_vars, residuals, residuals, value=1.0 - beta2)
             torch._foreach_add_(exp_avg_vars, eps)
@@ -88,9 +99,9 @@ class AdaBelief(torch.optim.Optimizer):
                 beliefs = buffers.max_second_moments
             else:
                 beliefs = exp_avg_vars
-            denominators = torch._foreach_sqrt(beliefs)
-            torch._foreach_div_(denominators, bias_correction2_roots)
-            torch._foreach_add_(denominators, eps)
+            # the residuals are spent: their scratch can hold the denominators
+            denominators = sqrt_into(scratch, beliefs)
+            torch._foreach_add_(denominators, denominator_eps)
             torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
         return loss
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+# shared with Padam and AdaBelief; AdaHessian imports sqrt_into and work_buffers from here
+from ._moments import add_into, power_, sqrt_into, work_buffers  # noqa: F401
 from .registry import register
 
 
@@ -70,46 +72,6 @@ def parameters_by_step(optimizer: torch.optim.Optimizer, group: dict, init_state
         state["step"] += 1
         by_step.setdefault(state["step"], []).append(param)
     return by_step
-
-
-def work_buffers(cache: dict, params: list[torch.Tensor]) -> list[torch.Tensor] | None:
-    """Parameter-sized scratch tensors kept across steps on CPU, or None elsewhere.
-
-    Fresh CPU memory costs page faults at every step (on ResNet-18 an allocating foreach add takes about 3×
-    the time of an in-place one); CUDA's caching allocator makes temporaries free, and there one foreach op
-    beats a per-tensor loop of ``out=`` calls.
-    """
-    if not all(p.device.type == "cpu" for p in params):
-        return None
-    return [cache[p] if p in cache else cache.setdefault(p, torch.empty_like(p)) for p in params]
-
-
-def add_into(buffers, tensors, others, alpha: float) -> list[torch.Tensor]:
-    """tensors + alpha·others, written into ``buffers`` when given (no foreach op takes an output)."""
-    if buffers is None:
-        return torch._foreach_add(tensors, others, alpha=alpha)
-    for out, tensor, other in zip(buffers, tensors, others):
-        torch.add(tensor, other, alpha=alpha, out=out)
-    return buffers
-
-
-def sqrt_into(buffers, tensors) -> list[torch.Tensor]:
-    """Elementwise square roots, written into ``buffers`` when given."""
-    if buffers is None:
-        return torch._foreach_sqrt(tensors)
-    for out, tensor in zip(buffers, tensors):
-        torch.sqrt(tensor, out=out)
-    return buffers
-
-
-def power_(tensors: list[torch.Tensor], exponent: float) -> None:
-    """x ← x^exponent in place; 1/2, 1/4, 1/8, 1/16 by repeated square roots, several times cheaper than pow."""
-    roots = round(-math.log2(exponent)) if exponent > 0 else 0
-    if 1 <= roots <= 4 and exponent == 0.5**roots:
-        for _ in range(roots):
-            torch._foreach_sqrt_(tensors)
-    elif exponent != 1.0:
-        torch._foreach_pow_(tensors, exponent)
 
 
 @dataclass

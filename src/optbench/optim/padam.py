@@ -32,7 +32,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ._moments import betas_as_tuple, check_group_hyperparameters, gather_moment_buffers
+from ._moments import (
+    add_into, betas_as_tuple, check_group_hyperparameters, gather_moment_buffers, power_, sqrt_into, work_buffers,
+)
 from .registry import register
 
 
@@ -71,6 +73,8 @@ class Padam(torch.optim.Optimizer):
             p_final=p_final, lr_final=lr_final,
         )
         super().__init__(params, defaults)
+        # CPU scratch for the decayed gradients, then the denominators (see _moments.work_buffers)
+        self._work_buffers: dict[torch.Tensor, torch.Tensor] = {}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # validated before torch appends the group, so a bad group leaves the optimizer unchanged
@@ -122,10 +126,11 @@ class Padam(torch.optim.Optimizer):
                 -group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step) for step in buffers.steps
             ]
 
+            scratch = work_buffers(self._work_buffers, params)
             grads = buffers.grads
             if group["weight_decay"] != 0:
-                # a new list: p.grad itself stays the loss gradient
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                # into scratch: p.grad itself stays the loss gradient
+                grads = add_into(scratch, grads, params, group["weight_decay"])
             torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
             torch._foreach_mul_(exp_avg_sqs, beta2)
             torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
@@ -134,9 +139,10 @@ class Padam(torch.optim.Optimizer):
                 second_moments = buffers.max_second_moments
             else:
                 second_moments = exp_avg_sqs
-            denominators = torch._foreach_sqrt(second_moments)
+            # the decayed gradients are spent: their scratch can hold the denominators
+            denominators = sqrt_into(scratch, second_moments)
             torch._foreach_add_(denominators, group["eps"])
-            torch._foreach_pow_(denominators, 2.0 * group["p"])
+            power_(denominators, 2.0 * group["p"])
             torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
         return loss
 
