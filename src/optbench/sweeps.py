@@ -61,24 +61,26 @@ def run_sweep(
     check_checkpoint_every(checkpoint_every)
     store = store if store is not None else ResultsStore()
     unique = {config.run_id: config for config in configs}
-    missing = {run_id for run_id in unique if force or run_id not in store}
+    # records loaded here are kept: each is read and verified once
+    records = {} if force else {run_id: record for run_id in unique if (record := store.load(run_id)) is not None}
+    missing = set(unique) - set(records)
     preflight([unique[run_id] for run_id in missing], device)
-    records, busy = {}, []
+    busy = []
     bar = tqdm(total=len(missing), desc=f"{description} ({len(unique) - len(missing)} of {len(unique)} stored)", disable=not progress or not missing)
 
     def settle(run_id: str, wait: bool) -> None:
         # one bar for the sweep; per-epoch bars of each run would drown it
-        record = run(unique[run_id], store, force=force and run_id in missing, device=device, progress=False,
+        record = run(unique[run_id], store, force=force, device=device, progress=False,
                      checkpoint_every=checkpoint_every, wait=wait)
         if record is None:
             busy.append(run_id)
             return
         records[run_id] = record
-        if run_id in missing:
-            bar.update(1)
+        bar.update(1)
 
     for run_id in unique:
-        settle(run_id, wait=False)
+        if run_id in missing:
+            settle(run_id, wait=False)
     # runs another process was training: by now most are done, and waiting for the rest loads them
     for run_id in list(busy):
         settle(run_id, wait=True)

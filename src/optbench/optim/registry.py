@@ -8,7 +8,6 @@ what is allowed, before any parameter is touched.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -121,7 +120,3 @@ def make_optimizer(name: str, params, **hyperparameters: Any) -> torch.optim.Opt
         resolved["betas"] = tuple(resolved["betas"])
     return spec(name).factory(params, **resolved)
 
-
-def factory_accepts(factory: Callable, key: str) -> bool:
-    """Whether ``factory`` takes keyword ``key`` (used to forward only what an optimizer understands)."""
-    return key in inspect.signature(factory).parameters
