@@ -4,14 +4,17 @@ Two tables, all timings interleaved round-robin in one process so that drifts of
 entry alike, each the median over ``--repetitions`` rounds:
 
 1. ``optimizer.step()`` alone, on fixed random gradients, for every registered optimizer whose step needs
-   neither a gradient graph nor a closure, as a ratio to ``torch.optim.Adam(foreach=True)``.
+   neither a gradient graph nor a closure, as a ratio to ``torch.optim.Adam(foreach=True)``; optimizers
+   with a ``fused`` option (Padam, ATMO, PADAM-SGD) a second time with ``fused=True``, next to torch's
+   ``Adam(fused=True)``.
 2. Whole training steps (forward, backward, step) on one random batch, as a ratio to an SGD training step:
    AdaHessian (backward with ``create_graph`` when the optimizer asks for it), with ``hessian_every`` 1 and 4,
    AdaSGD, and SVRG through :func:`optbench.protocol.optimizer_step` (its closure re-evaluates the batch).
    A round times ``--cycle`` consecutive steps, so that steps with and without a Hessian estimate average.
 
 Usage: ``python benchmarks/optimizer_step.py --repetitions 30 --batch-size 32 --threads 2 [--device cuda]``;
-``--skip-training --optimizers padam,adabelief`` times only the steps of the optimizers named (and Adam's).
+``--skip-training --optimizers padam,adabelief`` times only the steps of the optimizers named (and Adam's);
+``--skip-fused`` leaves out the fused steps and their compilation.
 On a CPU the training table is slow (an AdaHessian step of ResNet-18 takes seconds): use few repetitions
 there, or ``--skip-training``. Timings on a loaded machine are noisy; the interleaving keeps ratios usable.
 """
@@ -87,6 +90,11 @@ def plain_step_optimizers() -> list[str]:
     return names
 
 
+def accepts_fused(name: str) -> bool:
+    known = optim.spec(name)
+    return "fused" in known.defaults or "fused" in known.extra_hyperparameters
+
+
 def step_table(args, device) -> list[tuple[str, float, float]]:
     model = build_resnet18(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,9 +106,15 @@ def step_table(args, device) -> list[tuple[str, float, float]]:
         # context: the mixed optimizers' defaults carry weight decay, which costs Adam a pass too
         "torch Adam(foreach, wd=5e-4)": torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4, foreach=True),
     }
+    if not args.skip_fused:
+        # the fair reference for our fused steps: torch's own single-kernel Adam
+        optimizers["torch Adam(fused)"] = torch.optim.Adam(params, lr=1e-3, fused=True)
     for name in plain_step_optimizers():
         if args.optimizers is None or name in args.optimizers:
             optimizers[name] = optim.make_optimizer(name, params)
+            if accepts_fused(name) and not args.skip_fused:
+                # compiled during the warm-up rounds (about a minute each on 2 CPU cores)
+                optimizers[f"{name} (fused)"] = optim.make_optimizer(name, params, fused=True)
 
     def stepper(optimizer):
         def step():
@@ -117,27 +131,41 @@ def step_table(args, device) -> list[tuple[str, float, float]]:
     return [(name, seconds, seconds / reference) for name, seconds in medians.items()]
 
 
-def training_table(args, device) -> list[tuple[str, float, float]]:
+def training_table(args, device) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """The whole-step table, and the SGD and AdaHessian steps part by part (forward, backward, step)."""
     generator = torch.Generator(device=device).manual_seed(1)
     inputs = torch.randn(args.batch_size, 3, 32, 32, generator=generator, device=device)
     targets = torch.randint(0, 10, (args.batch_size,), generator=generator, device=device)
+    part_samples: dict[str, list[float]] = {}
 
-    def plain_loop(model, optimizer):
-        """forward, backward (keeping the graph when the optimizer asks), step."""
+    def plain_loop(label, model, optimizer):
+        """forward, backward (keeping the graph when the optimizer asks), step; each part timed."""
+
+        def record(part: str, seconds: float) -> None:
+            part_samples.setdefault(f"{label}: {part}", []).append(seconds / args.cycle)
 
         def cycle():
+            spent = {"forward": 0.0, "backward": 0.0, "step": 0.0}
             for _ in range(args.cycle):
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(inputs), targets)
                 create_graph = bool(getattr(optimizer, "create_graph", False))
-                loss.backward(create_graph=create_graph)
-                optimizer.step()
+                loss = None
+
+                def forward():
+                    nonlocal loss
+                    loss = F.cross_entropy(model(inputs), targets)
+
+                spent["forward"] += timed(forward, device)
+                spent["backward"] += timed(lambda: loss.backward(create_graph=create_graph), device)
+                spent["step"] += timed(optimizer.step, device)
                 if create_graph:
                     optimizer.zero_grad(set_to_none=True)  # free the graph kept for Hessian-vector products
+            for part, seconds in spent.items():
+                record(part, seconds)
 
         return cycle
 
-    def protocol_loop(model, optimizer):
+    def protocol_loop(label, model, optimizer):
         def compute_loss():
             return F.cross_entropy(model(inputs), targets)
 
@@ -158,7 +186,7 @@ def training_table(args, device) -> list[tuple[str, float, float]]:
     def add(label, name, loop=plain_loop, **hyperparameters):
         model = build_resnet18(device).train()
         optimizer = optim.make_optimizer(name, model.parameters(), **hyperparameters)
-        loops[label] = loop(model, optimizer)
+        loops[label] = loop(label, model, optimizer)
 
     add("sgd", "sgd", lr=0.01)
     add("adahessian", "adahessian", seed=0)
@@ -169,7 +197,14 @@ def training_table(args, device) -> list[tuple[str, float, float]]:
 
     medians = interleaved_medians(loops, args.repetitions, args.warmup, device)
     reference = medians["sgd"]
-    return [(label, seconds / args.cycle, seconds / reference) for label, seconds in medians.items()]
+    rows = [(label, seconds / args.cycle, seconds / reference) for label, seconds in medians.items()]
+    # warm-up rounds are recorded too: drop them
+    parts = []
+    for key, samples in part_samples.items():
+        if key.startswith(("sgd:", "adahessian:")):
+            seconds = statistics.median(samples[args.warmup:])
+            parts.append((key, seconds, seconds * args.cycle / reference))
+    return rows, parts
 
 
 def print_table(title: str, reference: str, rows, target_of: Callable[[str], float | None]) -> None:
@@ -190,6 +225,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--skip-training", action="store_true", help="only the optimizer-step table")
+    parser.add_argument("--skip-fused", action="store_true",
+                        help="leave out the fused (torch.compile) steps, which compile for about a minute each")
     parser.add_argument("--optimizers", type=lambda names: names.split(","), default=None,
                         help="comma-separated registered names: time only these steps (besides torch's Adam)")
     args = parser.parse_args(argv)
@@ -202,8 +239,9 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"repetitions {args.repetitions}, batch {args.batch_size}")
 
-    def step_target(name: str) -> float | None:
+    def step_target(row: str) -> float | None:
         # the target concerns optbench's own optimizers, not torch.optim's
+        name = row.removesuffix(" (fused)")
         if name not in optim.available() or optim.spec(name).factory.__module__.endswith("torch_builtin"):
             return None
         return STEP_TARGET
@@ -211,8 +249,12 @@ def main(argv=None) -> None:
     print_table("optimizer.step() on ResNet-18 gradients", "Adam", step_table(args, device), step_target)
     if not args.skip_training:
         targets = {"adahessian": ADAHESSIAN_TARGET, "adahessian hessian_every=4": ADAHESSIAN_EVERY_4_TARGET}
+        rows, parts = training_table(args, device)
         print_table(f"training step (forward + backward + step), batch {args.batch_size}, "
-                    f"{args.cycle} steps per round", "SGD", training_table(args, device), targets.get)
+                    f"{args.cycle} steps per round", "SGD", rows, targets.get)
+        # AdaHessian's step() holds its Hessian-vector product; its backward keeps the graph (create_graph)
+        print_table("the same steps part by part (ratio to SGD's whole training step)", "SGD step", parts,
+                    lambda row: None)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ CASES = [
     Case("optimizer: negative momentum", _optimizer("sgd", momentum=-0.9), ("momentum -0.9", ">= 0")),
     Case("optimizer: Lookahead k of 0", _optimizer("lookahead", k=0), ("k 0", ">= 1")),
     Case("optimizer: Lookahead around an unknown optimizer", _optimizer("lookahead", inner="adamx"), ("'adamx'", "adam")),
+    Case("optimizer: fused given as a string", _optimizer("padam", fused="yes"), ("fused 'yes'", "True or False")),
     # ---- dataset paths ------------------------------------------------------------------------------------
     Case("data: CIFAR-10 not in the data directory, download impossible", lambda ctx: ctx.sweep(dataset="cifar10", image_size=None),
          ("'cifar10'", "empty-data", "cifar-10-batches-py", "OPTBENCH_DATA_DIR"), DatasetUnavailableError,

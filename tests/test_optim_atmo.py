@@ -90,12 +90,13 @@ def random_problem(seed=0, steps=4):
     return thetas, grads
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
 @pytest.mark.parametrize("sgd_weight, adam_weight", [(0.5, 0.5), (0.3, 0.9)])
-def test_first_steps_match_the_equations(sgd_weight, adam_weight):
+def test_first_steps_match_the_equations(sgd_weight, adam_weight, fused):
     thetas, grads = random_problem()
     hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01,
                            sgd_weight=sgd_weight, adam_weight=adam_weight)
-    ours = run_with_given_gradients(ATMO, thetas, grads, **hyperparameters)
+    ours = run_with_given_gradients(ATMO, thetas, grads, fused=fused, **hyperparameters)
     expected = reference_atmo(thetas, grads, **hyperparameters)
     for step_ours, step_expected in zip(ours, expected):
         for a, b in zip(step_ours, step_expected):

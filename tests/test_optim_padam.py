@@ -51,9 +51,13 @@ def run_with_gradients(optimizer, params, grads_per_param):
     return trajectory
 
 
-@pytest.mark.parametrize("amsgrad", [True, False])
-@pytest.mark.parametrize("p", [0.125, 0.25, 0.5])
-def test_first_steps_match_the_equations(p, amsgrad):
+@pytest.mark.parametrize(
+    "p, amsgrad, fused",
+    [(p, amsgrad, False) for p in (0.125, 0.25, 0.5) for amsgrad in (True, False)]
+    # fused: square roots (2p = 1/4, 1), a general power (2p = 0.6), with and without the max
+    + [(0.125, True, True), (0.5, False, True), (0.3, True, True)],
+)
+def test_first_steps_match_the_equations(p, amsgrad, fused):
     settings = dict(lr=0.1, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.05, p=p, amsgrad=amsgrad)
     shapes = [(3,), (2, 4)]
     inits = [torch.randn(shape, generator=torch.Generator().manual_seed(10 + i), dtype=DTYPE)
@@ -62,7 +66,7 @@ def test_first_steps_match_the_equations(p, amsgrad):
     params = [init.clone().requires_grad_() for init in inits]
     frozen = torch.randn(5, dtype=DTYPE).requires_grad_()  # never gets a gradient: must stay put
     frozen_before = frozen.detach().clone()
-    optimizer = Padam([*params, frozen], **settings)
+    optimizer = Padam([*params, frozen], fused=fused, **settings)
 
     trajectory = run_with_gradients(optimizer, params, grads)
 

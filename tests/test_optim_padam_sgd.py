@@ -64,8 +64,9 @@ def reference_padam_sgd(thetas, grads, *, lr, momentum, betas, eps, weight_decay
     return result
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
 @pytest.mark.parametrize("p, amsgrad", [(0.125, False), (0.125, True), (0.3, True)])
-def test_steps_match_the_equations(p, amsgrad):
+def test_steps_match_the_equations(p, amsgrad, fused):
     generator = torch.Generator().manual_seed(0)
     shapes = [(3, 4), (4,), (2, 1, 3, 3)]
     thetas = [torch.randn(s, generator=generator, dtype=DTYPE) for s in shapes]
@@ -74,7 +75,7 @@ def test_steps_match_the_equations(p, amsgrad):
     hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.025, p=p,
                            sgd_weight=0.4, adam_weight=0.6, amsgrad=amsgrad)
     params = [t.clone().requires_grad_() for t in thetas]
-    optimizer = PadamSGD(params, **hyperparameters)
+    optimizer = PadamSGD(params, fused=fused, **hyperparameters)
     for step_grads in grads:
         for param, g in zip(params, step_grads):
             param.grad = g.clone()

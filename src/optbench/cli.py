@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profile {arguments.profile!r} is valid: {', '.join(parameters)}")
         else:
             for name in optim.available():
-                print(f"{name:24s} {optim.default_hyperparameters(name)}")
+                extras = optim.spec(name).extra_hyperparameters
+                also = f"  also accepts: {', '.join(extras)}" if extras else ""
+                print(f"{name:24s} {optim.default_hyperparameters(name)}{also}")
     except book.ProfileError as error:
         print(f"optbench: error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ step instead of a multiply and an add), rescaled when a scheduler changes μ (``
 μ it holds); the adaptive branch's moments (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` with AMSGrad).
 On CPU the optimizer also keeps one parameter-sized work buffer (not part of the state).
 
+``fused=True`` (ATMO and PADAM-SGD) computes steps with both weights non-zero in one compiled kernel
+(:mod:`.fused`) instead of 12–14 foreach passes.
+
 :class:`MixedOptimizer` holds the mixing, the SGD branch and the weight schedule; subclasses only supply
 the adaptive branch (ATMO and PADAM-SGD: Adam/Padam, :mod:`.padam_sgd`; AdaSGD: AdaHessian, :mod:`.adasgd`).
 """
@@ -33,6 +36,8 @@ import torch
 
 # shared with Padam and AdaBelief; AdaHessian imports sqrt_into and work_buffers from here
 from ._moments import add_into, power_, sqrt_into, work_buffers  # noqa: F401
+from . import fused
+from .fused import check_fused
 from .registry import register
 
 
@@ -228,6 +233,7 @@ class ATMO(MixedOptimizer):
         *,
         p: float = 0.5,
         amsgrad: bool = False,
+        fused: bool = False,
     ):
         if not is_number(p) or not 0.0 < p <= 0.5:
             raise ValueError(f"invalid p {p!r}: p must lie in (0, 1/2]")
@@ -236,9 +242,38 @@ class ATMO(MixedOptimizer):
         defaults = dict(
             lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
             weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
-            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad,
+            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
         )
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        # checked before torch appends the group, so a bad group leaves the optimizer unchanged
+        check_fused(param_group.get("fused", self.defaults["fused"]), param_group)
+        super().add_param_group(param_group)
+
+    def _update(self, group: dict, params: list[torch.Tensor], step: int) -> None:
+        # the fused kernel covers steps with both branches on; a pure SGD-momentum step costs what SGD's does
+        if not group.get("fused", False) or group["sgd_weight"] == 0 or group["adam_weight"] == 0:
+            super()._update(group, params, step)
+            return
+        states = [self.state[p] for p in params]
+        self._rescale_averages_if_momentum_changed(group["momentum"], states)
+        beta1, beta2 = group["betas"]
+        lr, momentum = group["lr"], group["momentum"]
+        sgd_weight, adam_weight = group["sgd_weight"], group["adam_weight"]
+        adam_step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        merged_lr = sgd_weight * lr + adam_weight * adam_step_size
+        maxima = []
+        if group["amsgrad"]:
+            maxima = [state.setdefault("max_exp_avg_sq", state["exp_avg_sq"].clone()) for state in states]
+        fused.mixed_update(
+            params, [p.grad for p in params], [state["momentum_average"] for state in states],
+            [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], maxima,
+            momentum=momentum, beta1=beta1, beta2=beta2, eps=group["eps"], exponent=2.0 * group["p"],
+            weight_decay=group["weight_decay"],
+            sgd_coefficient=-merged_lr * sgd_weight / (1.0 - momentum),
+            adam_coefficient=-merged_lr * adam_weight,
+        )
 
     def init_state(self, group, param, state):
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -277,4 +312,5 @@ register(
         "sgd_weight": 0.5, "adam_weight": 0.5, "dynamic_weights": False, "dynamic_epochs": None,
     },
     "ATMO: Adam mixed with SGD momentum, constant or dynamic weights (Landro et al. 2021)",
+    extra_hyperparameters=("fused",),
 )

@@ -23,6 +23,9 @@ The lr schedule multiplies whatever factor another scheduler has applied since t
 (``group["lr"] *= new_scheduled_lr / previous_scheduled_lr``), so it composes with step decays such as
 MultiStepLR instead of overwriting them. Its state (``p_start``, ``lr_start``, ``lr_scheduled``) lives in the
 parameter groups, so ``state_dict``/``load_state_dict`` restore it.
+
+``fused=True`` runs the same update as one compiled kernel (:mod:`.fused`): about a third of the time of
+torch's foreach Adam step on ResNet-18, after a compilation at the first step.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import torch
 from ._moments import (
     add_into, betas_as_tuple, check_group_hyperparameters, gather_moment_buffers, power_, sqrt_into, work_buffers,
 )
+from . import fused
+from .fused import check_fused
 from .registry import register
 
 
@@ -67,10 +72,11 @@ class Padam(torch.optim.Optimizer):
         amsgrad: bool = True,
         p_final: Optional[float] = None,
         lr_final: Optional[float] = None,
+        fused: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, betas=betas_as_tuple(betas), eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
-            p_final=p_final, lr_final=lr_final,
+            p_final=p_final, lr_final=lr_final, fused=fused,
         )
         super().__init__(params, defaults)
         # CPU scratch for the decayed gradients, then the denominators (see _moments.work_buffers)
@@ -87,6 +93,7 @@ class Padam(torch.optim.Optimizer):
             not isinstance(lr_final, (int, float)) or isinstance(lr_final, bool) or not lr_final > 0
         ):
             raise ValueError(f"invalid lr_final {lr_final!r}: lr_final must be None or a number > 0")
+        check_fused(settings["fused"], param_group)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         # where the schedule starts from, and the lr it set last (to keep other schedulers' factors)
@@ -126,6 +133,13 @@ class Padam(torch.optim.Optimizer):
                 -group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step) for step in buffers.steps
             ]
 
+            if group.get("fused", False):  # groups saved before the flag existed lack it
+                fused.padam_update(
+                    params, buffers.grads, exp_avgs, exp_avg_sqs, buffers.max_second_moments, step_sizes,
+                    beta1=beta1, beta2=beta2, eps=group["eps"], exponent=2.0 * group["p"],
+                    weight_decay=group["weight_decay"],
+                )
+                continue
             scratch = work_buffers(self._work_buffers, params)
             grads = buffers.grads
             if group["weight_decay"] != 0:
@@ -147,9 +161,9 @@ class Padam(torch.optim.Optimizer):
         return loss
 
 
-def _padam(params, lr, betas, eps, weight_decay, p, amsgrad, p_final, lr_final):
+def _padam(params, lr, betas, eps, weight_decay, p, amsgrad, p_final, lr_final, fused=False):
     return Padam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, p=p, amsgrad=amsgrad,
-                 p_final=p_final, lr_final=lr_final)
+                 p_final=p_final, lr_final=lr_final, fused=fused)
 
 
 register(
@@ -158,4 +172,6 @@ register(
     {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 5e-4, "p": 0.125, "amsgrad": True,
      "p_final": None, "lr_final": None},
     "Padam, partially adaptive momentum (Chen & Gu 2018), optional linear p / geometric lr schedule",
+    # fused joins a run's configuration only when given, so earlier runs keep their ids
+    extra_hyperparameters=("fused",),
 )

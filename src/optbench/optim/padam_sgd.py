@@ -32,11 +32,12 @@ class PadamSGD(ATMO):
         dynamic_weights: bool = False,
         dynamic_epochs: int | None = None,
         amsgrad: bool = False,
+        fused: bool = False,
     ):
         super().__init__(
             params, lr=lr, momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
             sgd_weight=sgd_weight, adam_weight=adam_weight, dynamic_weights=dynamic_weights,
-            dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad,
+            dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
         )
 
 
@@ -48,5 +49,5 @@ register(
         "sgd_weight": 0.5, "adam_weight": 0.5, "dynamic_weights": False, "dynamic_epochs": None,
     },
     "PADAM-SGD: Padam (partial power p) mixed with SGD momentum, constant or dynamic weights (Landro et al. 2021)",
-    extra_hyperparameters=("amsgrad",),
+    extra_hyperparameters=("amsgrad", "fused"),
 )
