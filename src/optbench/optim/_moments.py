@@ -17,7 +17,6 @@ names its checkpoints were saved with (Padam: ``exp_avg_sq``, AdaBelief: ``exp_a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
@@ -149,11 +148,18 @@ def sqrt_into(buffers, tensors) -> list[torch.Tensor]:
     return buffers
 
 
+def square_root_count(exponent: float) -> int | None:
+    """k when x^exponent is k square roots (exponent = 2^-k, k = 0..4), else None (a general power)."""
+    for count in range(5):
+        if exponent == 0.5**count:
+            return count
+    return None
+
+
 def power_(tensors: list[torch.Tensor], exponent: float) -> None:
     """x ← x^exponent in place; 1/2, 1/4, 1/8, 1/16 by repeated square roots, several times cheaper than pow."""
-    roots = round(-math.log2(exponent)) if exponent > 0 else 0
-    if 1 <= roots <= 4 and exponent == 0.5**roots:
-        for _ in range(roots):
-            torch._foreach_sqrt_(tensors)
-    elif exponent != 1.0:
+    count = square_root_count(exponent)
+    if count is None:
         torch._foreach_pow_(tensors, exponent)
+    for _ in range(count or 0):
+        torch._foreach_sqrt_(tensors)

@@ -15,9 +15,9 @@ Cost. Hz by reverse-over-reverse differentiation costs about two gradients: per 
 backward takes four convolutions (the gradients with respect to the weight, the input and the output
 gradient) and carrying them back through the forward graph two more, against three for a forward and
 backward pass. A step with an estimate thus costs about 3 SGD steps wherever convolutions dominate
-(measured 3.2–3.3× on CPU, ``benchmarks/optimizer_step.py``); the paper's "2× in theory" counts Hz as one
+(``benchmarks/optimizer_step.py`` times it part by part); the paper's "2× in theory" counts Hz as one
 gradient, and its measured 2.42–3.23× came from GPUs. Forward-over-reverse (``torch.func.jvp`` of the
-gradient) does the same arithmetic and measured slower on CPU. ``hessian_every = s`` brings the average
+gradient) does the same arithmetic. ``hessian_every = s`` brings the average
 towards (s − 1 + 3)/s.
 
 Training-loop protocol (:mod:`optbench.optim`): ``create_graph`` is True exactly when the *next* step
