@@ -5,9 +5,10 @@ to a kernel that reads every state tensor once and writes each result once. Thei
 do that: each ``torch._foreach_*`` op is a pass over parameter-sized memory, and the updates need 10–12
 passes where torch's foreach Adam needs 7, and a large model's step is bound by memory traffic
 (``benchmarks/optimizer_step.py`` times both paths against torch's foreach and fused Adam). The
-arithmetic is the same as the foreach path's (the state dict too, so a run can switch between the two);
-results agree to float32 rounding, not bit for bit, which is why ``fused`` enters a run's configuration
-when given.
+arithmetic is the same as the foreach path's (the state dict too, so a run can switch between the two),
+and one step agrees with it to float32 rounding, not bit for bit. Over a training run such differences
+can grow (a ReLU or a max-pool that flips changes the next gradient by a finite amount), as with any
+change of rounding, which is why ``fused`` enters a run's configuration when given.
 
 Costs and requirements:
 
