@@ -51,8 +51,9 @@ def compiled_graphs() -> int:
     [
         # the p schedule crosses from square roots (2p = 1/4) to a general power within the run
         ("padam", {"lr": 0.05, "p_final": 0.4, "lr_final": 0.01}),
-        # dynamic weights: epoch 0 is pure Padam, the last pure SGD momentum, the middle ones mixed
-        ("padam_sgd", {"dynamic_weights": True, "amsgrad": True}),
+        # dynamic weights: epoch 0 is pure Padam, the middle ones mixed (all fused), the last pure SGD
+        # momentum (foreach: the adaptive state must stand still)
+        ("padam_sgd", {"dynamic_weights": True, "dynamic_epochs": 3, "amsgrad": True}),
         ("atmo", {"momentum": 0.8, "sgd_weight": 0.3, "adam_weight": 0.9}),
     ],
 )
@@ -75,15 +76,17 @@ def test_moving_step_sizes_and_weights_do_not_recompile():
     optimizer = make_optimizer("padam_sgd", model.parameters(), fused=True, dynamic_weights=True,
                                dynamic_epochs=10)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
-    data = batches(3)
-    train(model, optimizer, data[:1])  # epoch 0 of the schedule: pure adaptive, foreach
-    call_epoch_hook(optimizer, 1, 10)
-    train(model, optimizer, data[:1])  # the first fused step compiles
-    before = compiled_graphs()
-    for epoch in range(2, 6):
+    weights_seen = set()
+    for epoch in range(6):
         call_epoch_hook(optimizer, epoch, 10)  # new mixing weights every epoch
-        train(model, optimizer, data, scheduler=scheduler)  # new lr and bias corrections every step
-    assert compiled_graphs() == before
+        weights_seen.add(optimizer.param_groups[0]["adam_weight"])
+        for inputs, targets in batches(3):  # new lr and bias corrections every step
+            optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
+            scheduler.step()
+        if epoch == 0:
+            after_first_epoch = compiled_graphs()  # the first fused step compiled
+    assert len(weights_seen) == 6
+    assert compiled_graphs() == after_first_epoch
 
 
 @pytest.mark.parametrize("name", ["padam", "padam_sgd"])

@@ -20,8 +20,8 @@ step instead of a multiply and an add), rescaled when a scheduler changes μ (``
 μ it holds); the adaptive branch's moments (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` with AMSGrad).
 On CPU the optimizer also keeps one parameter-sized work buffer (not part of the state).
 
-``fused=True`` (ATMO and PADAM-SGD) computes steps with both weights non-zero in one compiled kernel
-(:mod:`.fused`) instead of 12–14 foreach passes.
+``fused=True`` (ATMO and PADAM-SGD) computes steps with λ_A > 0 in one compiled kernel (:mod:`.fused`)
+instead of 9–12 foreach passes.
 
 :class:`MixedOptimizer` holds the mixing, the SGD branch and the weight schedule; subclasses only supply
 the adaptive branch (ATMO and PADAM-SGD: Adam/Padam, :mod:`.padam_sgd`; AdaSGD: AdaHessian, :mod:`.adasgd`).
@@ -252,8 +252,9 @@ class ATMO(MixedOptimizer):
         super().add_param_group(param_group)
 
     def _update(self, group: dict, params: list[torch.Tensor], step: int) -> None:
-        # the fused kernel covers steps with both branches on; a pure SGD-momentum step costs what SGD's does
-        if not group.get("fused", False) or group["sgd_weight"] == 0 or group["adam_weight"] == 0:
+        # with λ_A = 0 the adaptive state must stand still, which the kernel does not do; such a step is pure
+        # SGD momentum and costs what SGD's does anyway
+        if not group.get("fused", False) or group["adam_weight"] == 0:
             super()._update(group, params, step)
             return
         states = [self.state[p] for p in params]

@@ -2,7 +2,7 @@
 
 With ``fused=True`` (the flag torch.optim's Adam has for the same purpose) these optimizers hand each step
 to a kernel that reads every state tensor once and writes each result once. Their foreach updates cannot
-do that: each ``torch._foreach_*`` op is a pass over parameter-sized memory, and the updates need 10–12
+do that: each ``torch._foreach_*`` op is a pass over parameter-sized memory, and the updates need 9–12
 passes where torch's foreach Adam needs 7, and a large model's step is bound by memory traffic
 (``benchmarks/optimizer_step.py`` times both paths against torch's foreach and fused Adam). The
 arithmetic is the same as the foreach path's (the state dict too, so a run can switch between the two),
@@ -108,7 +108,7 @@ def _padam_kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_si
 
 def _mixed_kernel(params, grads, momentum_averages, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, scalars, *,
                   square_roots: int | None):
-    """ATMO's step (see :mod:`.atmo`) with both branches on:
+    """ATMO's step (see :mod:`.atmo`) with the adaptive branch on (λ_A > 0):
 
     a ← a + (1−μ)·(d − a);  θ ← θ + c_S·a + c_A·m/(sqrt(v̂)+eps)^(2p), with
     scalars = (1−β1, β2, 1−β2, eps, 2p, wd, 1−μ, c_S, c_A).
@@ -156,7 +156,7 @@ def padam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_siz
 def mixed_update(params, grads, momentum_averages, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, momentum: float,
                  beta1: float, beta2: float, eps: float, exponent: float, weight_decay: float,
                  sgd_coefficient: float, adam_coefficient: float) -> None:
-    """One fused ATMO/PADAM-SGD update in place, both branches on (``max_exp_avg_sqs`` empty: no max)."""
+    """One fused ATMO/PADAM-SGD update in place, λ_A > 0 (``max_exp_avg_sqs`` empty: no max)."""
     _check_uniform(params)
     scalars = _scalar_tensor(
         [1.0 - beta1, beta2, 1.0 - beta2, eps, exponent, weight_decay, 1.0 - momentum, sgd_coefficient,
