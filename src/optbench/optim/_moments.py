@@ -161,5 +161,6 @@ def power_(tensors: list[torch.Tensor], exponent: float) -> None:
     count = square_root_count(exponent)
     if count is None:
         torch._foreach_pow_(tensors, exponent)
-    for _ in range(count or 0):
-        torch._foreach_sqrt_(tensors)
+    else:
+        for _ in range(count):
+            torch._foreach_sqrt_(tensors)

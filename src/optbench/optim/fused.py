@@ -57,16 +57,15 @@ def check_fused(fused, param_group: dict) -> None:
     """
     if not isinstance(fused, bool):
         raise ValueError(f"invalid fused {fused!r}: fused must be True or False")
-    params = param_group["params"]
-    if not isinstance(params, torch.Tensor):
-        params = param_group["params"] = list(params)
-    params = [params] if isinstance(params, torch.Tensor) else params
+    if isinstance(param_group["params"], torch.Tensor):
+        params = [param_group["params"]]
+    else:
+        params = param_group["params"] = list(param_group["params"])
     if not fused or not params:
         return
-    try:
-        _check_uniform(params)
-    except RuntimeError as error:
-        raise ValueError(str(error)) from None
+    mismatch = _mixed_devices_or_dtypes(params)
+    if mismatch:
+        raise ValueError(mismatch)
     if any(p.device.type == "cpu" for p in params) and cpp_compiler() is None:
         raise RuntimeError(
             "fused=True compiles the update with torch.compile, which needs a C++ compiler for CPU "
@@ -131,14 +130,23 @@ def _scalar_tensor(values, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)
 
 
-def _check_uniform(params: list[torch.Tensor]) -> None:
+def _mixed_devices_or_dtypes(params: list[torch.Tensor]) -> str | None:
+    """What stops one kernel from taking ``params`` (not one device and one floating dtype), or None."""
     first = params[0]
     for param in params:
         if param.device != first.device or param.dtype != first.dtype or not param.is_floating_point():
-            raise RuntimeError(
+            return (
                 f"fused=True needs every parameter of a group on one device with one floating dtype; "
                 f"found {first.dtype} on {first.device} and {param.dtype} on {param.device}"
             )
+    return None
+
+
+def _check_uniform(params: list[torch.Tensor]) -> None:
+    # parameters moved after the optimizer was built are only seen here
+    mismatch = _mixed_devices_or_dtypes(params)
+    if mismatch:
+        raise RuntimeError(mismatch)
 
 
 def padam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_sizes: list[float], *,
