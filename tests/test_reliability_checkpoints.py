@@ -18,7 +18,8 @@ from optbench import optim
 from optbench.checkpoints import CheckpointWarning
 from optbench.config import RunConfig
 from optbench.runs import run
-from optbench.store import ResultsStore, finite_or_none
+from optbench.records import finite_or_none
+from optbench.store import ResultsStore
 from optbench.training import train
 
 TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=128, batch_size=32)

@@ -13,7 +13,8 @@ import pytest
 
 from optbench.config import RunConfig
 from optbench.runs import run
-from optbench.store import CorruptRecordWarning, ResultsStore, check_record, parse_record, record_checksum
+from optbench.records import check_record, parse_record, record_checksum
+from optbench.store import CorruptRecordWarning, ResultsStore
 from optbench.summary import compute_summary
 
 TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=128, batch_size=32)
@@ -80,17 +81,21 @@ def test_a_corrupt_record_is_reported_by_name_moved_aside_and_recomputed(corrupt
     with pytest.warns(CorruptRecordWarning, match=re.escape(path.name)) as caught:
         summary = compute_summary(store)
     assert summary["runs"] == 0
-    assert "will be recomputed" in str(caught[0].message)
+    # a reader only leaves the run out, and says so
+    assert "left out of the results" in str(caught[0].message) and "will be recomputed" not in str(caught[0].message)
     asides = list(store.root.glob(f"{path.name}.corrupt-*"))
     assert not path.exists() and len(asides) == 1 and asides[0].read_bytes() == damaged
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert store.dataframe().empty and store.dataframe([CONFIG.run_id]).empty
+    # a run that finds the damaged file again recomputes it, and says so
+    path.write_bytes(damaged)
+    with pytest.warns(CorruptRecordWarning, match="the run will be recomputed"):
         record = run(CONFIG, store, progress=False)
     check_record(parse_record(path.read_bytes()), CONFIG.run_id)
     same = json.loads(original)
     assert [row["train_loss"] for row in record["epochs"]] == [row["train_loss"] for row in same["epochs"]]
-    assert asides[0].exists()  # kept for the user to inspect
+    assert asides[0].exists() and len(list(store.root.glob(f"{path.name}.corrupt-*"))) == 2  # kept for the user
 
 
 def test_the_original_record_is_valid(original):

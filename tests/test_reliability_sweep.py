@@ -14,7 +14,8 @@ import time
 import pytest
 import torch
 
-from optbench.store import ResultsStore, check_record, finite_or_none, parse_record
+from optbench.records import check_record, finite_or_none, parse_record
+from optbench.store import ResultsStore
 from optbench.studies import optimizer_comparison
 from optbench.sweeps import expand_grid, run_sweep
 from optbench.training import train

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
+from . import executors, store
 from .data import DatasetUnavailableError
 from .studies import optimizer_comparison
 
@@ -26,7 +27,7 @@ NOTEBOOKS = {
     "study1_optimizers": ("notebooks/study1_optimizers.md", "book/studies/study1_optimizers.ipynb"),
     "intro": ("notebooks/intro.md", "book/intro.ipynb"),
 }
-PROFILE_KEYS = ("description", "notebooks")
+PROFILE_KEYS = ("description", "notebooks", "executor")
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 #: checks of a notebook's parameter values, run for every notebook before any of them executes
@@ -78,6 +79,10 @@ def load_profile(profile: str, root: Path, check_data: bool = True) -> dict[str,
     unknown = sorted(set(content) - set(PROFILE_KEYS))
     if unknown:
         raise ProfileError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(PROFILE_KEYS)}")
+    try:  # the backend of every sweep (optbench.executors); $OPTBENCH_EXECUTOR overrides it
+        executors.check_executor_name(content.get("executor"), "executor")
+    except ValueError as error:
+        raise ProfileError(f"{path}: {error}") from None
     sections = content.get("notebooks") or {}
     unknown = sorted(set(sections) - set(NOTEBOOKS))
     if unknown:
@@ -124,6 +129,14 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
     if unknown:
         raise ProfileError(f"unknown notebook(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(NOTEBOOKS)}")
     os.environ.setdefault("OPTBENCH_RESULTS_DIR", str(root / "results"))
+    executor = (yaml.safe_load(profile_path(profile, root).read_text()) or {}).get("executor")
+    if executor and not os.environ.get(executors.EXECUTOR_VARIABLE):  # the kernel inherits the environment
+        os.environ[executors.EXECUTOR_VARIABLE] = executor
+    try:  # the variables the kernel's sweeps read, checked before it starts
+        executors.check_environment()
+        store.check_environment()
+    except ValueError as error:
+        raise ProfileError(str(error)) from None
     seconds = {}
     for name in names:
         source, target = (root / part for part in NOTEBOOKS[name])

@@ -7,7 +7,7 @@ state of the run's data generator (shuffling, augmentation), torch's global RNG 
 GPU), the epoch metrics so far, the gradient evaluations and the seconds spent. On the CPU a resumed run's
 metrics equal an uninterrupted run's (only the measured seconds differ).
 
-Checkpoints are written atomically (temporary file, then rename) and read with
+Checkpoints are written atomically (temporary file, then rename; a full disk is reported by path) and read with
 ``torch.load(..., weights_only=True)``: tensors, numbers, strings and containers only, never arbitrary
 pickled objects. A checkpoint that cannot be read, or that belongs to another configuration, is reported
 with a :class:`CheckpointWarning` and ignored (the run starts from scratch).
@@ -16,13 +16,14 @@ with a :class:`CheckpointWarning` and ignored (the run starts from scratch).
 from __future__ import annotations
 
 import collections
+import io
 import warnings
 from pathlib import Path
 
 import torch
 
 from .config import RunConfig, canonical_json
-from .store import write_atomically
+from .store import read_regular_file, write_atomically
 
 CHECKPOINT_FORMAT = 1
 _KEYS = {
@@ -88,10 +89,14 @@ def load_checkpoint(path: Path, config: RunConfig) -> dict | None:
     Loads with ``weights_only=True``; a file that is not a checkpoint of this configuration is warned about.
     """
     path = Path(path)
-    if not path.is_file():
-        return None
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        # never follows a symlink nor opens a FIFO or device (which could block the run forever)
+        data, not_regular, _ = read_regular_file(path)
+        if data is None and not_regular is None:
+            return None
+        if not_regular is not None:
+            raise ValueError(f"it is {not_regular}, not a regular file")
+        content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if not isinstance(content, dict) or set(content) != _KEYS:
             raise ValueError("it is not an optbench checkpoint")
         if content["format"] != CHECKPOINT_FORMAT:

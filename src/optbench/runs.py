@@ -34,19 +34,21 @@ def run(
     check_checkpoint_every(checkpoint_every)
     store = store if store is not None else ResultsStore()
     run_id = config.run_id
-    if not force:
-        record = store.load(run_id)
-        if record is not None:
-            return record
-    # bad settings, a missing dataset or device fail here, before the store is touched
+    entry = None if force else store.inspect(run_id)
+    if entry is not None and entry.intact:
+        return entry.record
+    # bad settings, a missing dataset or device, a read-only store fail here, before anything is touched
     preflight([config], device)
+    store.check_writable()
+    if entry is not None:  # corrupt or stale: reported (and a corrupt file moved aside) now that it is recomputed
+        store.set_aside(entry, recomputed=True)
     with store.lock(run_id, blocking=wait) as held:
         if not held:
             return None
         checkpoint = store.checkpoint_path(run_id)
         if not force:
             # another process may have finished it while this one waited for the lock
-            record = store.load(run_id)
+            record = store.load(run_id, recompute=True)
             if record is not None:
                 return record
         else:

@@ -1,167 +1,179 @@
-"""The results store: one JSON record per finished run, written atomically, loaded into one DataFrame.
+"""The results store: a directory of run records, and the file mechanics that keep it trustworthy.
 
-A record is data (strict JSON only, never pickle) with a checksum over its content. A record that fails
-to parse, breaks the schema or fails its checksum is reported by name, moved aside to
-``<run id>.json.corrupt-<time>`` for inspection, and treated as missing, so the run is recomputed
-instead of reaching the book. JSON has no NaN: non-finite metrics (a diverged epoch) are stored as
-``null`` and come back as NaN in :func:`records_to_dataframe`.
+What a record holds and how it is judged lives in :mod:`optbench.records`; this module reads and writes
+the files. Every write is atomic (a temporary file beside the target, flushed to disk, renamed over it),
+so a reader sees the old file or the whole new one, even if the writer is killed; a full disk raises
+:class:`NoSpaceLeftError` naming the file and leaves nothing half-written. One process trains a
+configuration at a time (per-run locks, the operating system's ``flock``, which dies with its process).
+
+Reading never trusts a file: only regular files are opened (a symlink is never followed, a FIFO or
+device never opened), and a file whose content is corrupt is reported by name and moved aside to
+``<run id>.json.corrupt-<time>`` for inspection; its run counts as missing, so a sweep recomputes it.
+A stale record (intact, but its configuration normalises to another id since a code change) is reported
+with what changed and left in place until removed (:meth:`ResultsStore.remove`); the sweep that asks
+for its configuration recomputes it under the new id.
 
 Layout of a store directory::
 
-    <run id>.json                  finished records
+    <run id>.json                  records
+    <run id>.json.corrupt-<time>   corrupt records and non-record files, moved aside
     checkpoints/<run id>.pt        the last checkpoint of a run in progress (deleted with its record saved)
-    locks/<run id>.lock            per-run locks: one process trains a configuration at a time
+    locks/<run id>.lock            per-run locks
+
+Listing by state (for ``optbench status`` and ``optbench clean``)::
+
+    store = ResultsStore.for_profile("default")
+    for entry in store.entries(states=["stale"]):   # nothing is moved or warned about
+        print(entry.run_id, entry.reason)
+        store.remove(entry)                          # only if the file is still what was inspected
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
-import hashlib
-import json
-import math
+import errno
 import os
-import re
+import stat
 import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pandas as pd
 
-from .config import RunConfig, canonical_json
+from .records import (  # noqa: F401  (re-exported: the record format's names, for readers of the store)
+    EPOCH_METRICS,
+    INTEGER_METRICS,
+    PLAIN_NAME,
+    SCHEMA_VERSION,
+    STATES,
+    STATUSES,
+    check_plain_name,
+    check_record,
+    finite_or_none,
+    judge_record,
+    parse_record,
+    record_checksum,
+    record_to_text,
+    records_to_dataframe,
+    seal_record,
+)
 
 try:  # POSIX; elsewhere runs are not protected against concurrent writers
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
 
-SCHEMA_VERSION = 1
-STATUSES = ("finished", "diverged")
-EPOCH_METRICS = (
-    "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_error",
-    "seconds", "elapsed_seconds", "grad_evals", "lr",
-)
-#: metrics that count (integers); every other metric is a real number, or null where it was not finite
-INTEGER_METRICS = ("epoch", "grad_evals")
-_RECORD_KEYS = {"schema", "id", "config", "status", "diverged_epoch", "epochs", "provenance", "checksum"}
-#: run ids and profile names are plain file names: no separators, no "..", nothing hidden
-PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+RESULTS_DIR_VARIABLE = "OPTBENCH_RESULTS_DIR"
+#: errors that mean the disk (or the user's quota on it) is full
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class CorruptRecordWarning(UserWarning):
-    """A record in the store could not be trusted; it was moved aside and will be recomputed."""
+    """A file named like a record could not be trusted; it was moved aside (or left in place) and skipped."""
+
+
+class StaleRecordWarning(UserWarning):
+    """An intact record whose configuration the current code gives another id; it is skipped."""
+
+
+class ResultsDirectoryError(ValueError):
+    """The results directory cannot be used: not a directory, read-only, or ``$OPTBENCH_RESULTS_DIR`` empty."""
+
+
+class NoSpaceLeftError(OSError):
+    """A write to the store failed because its disk (or quota) is full; nothing half-written was left."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+    def __str__(self) -> str:
+        return (
+            f"no space left on device: cannot write {self.filename}; free space on that disk or set "
+            f"{RESULTS_DIR_VARIABLE} to a directory on another one, then run again (finished records are kept, "
+            "nothing half-written was left)"
+        )
+
+    def __reduce__(self):  # workers send it to the driver
+        return (type(self), (self.filename,))
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error`` or an error it was raised from is a full disk (torch's writer wraps it, for one)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _full_disk_reported(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except NoSpaceLeftError:
+        raise
+    except Exception as error:
+        if _disk_full(error):
+            raise NoSpaceLeftError(path) from error
+        raise
 
 
 def default_results_dir() -> Path:
-    """``$OPTBENCH_RESULTS_DIR``, else ``results/`` in the working directory."""
-    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
-
-
-def check_plain_name(kind: str, name: object, example: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is a plain file name (letters, digits, ``_``, ``-``)."""
-    if not isinstance(name, str) or not PLAIN_NAME.match(name):
-        raise ValueError(
-            f"invalid {kind} {name!r}: use letters, digits, '_' and '-' only (like {example!r}); "
-            "it names a file inside the results directory and cannot contain '/' or '..'"
+    """``$OPTBENCH_RESULTS_DIR``, else ``results/`` in the working directory (set but empty is an error)."""
+    value = os.environ.get(RESULTS_DIR_VARIABLE)
+    if value is None:
+        return Path("results")
+    if not value.strip():
+        raise ResultsDirectoryError(
+            f"{RESULTS_DIR_VARIABLE} is set but empty ({value!r}): give the directory for the results, or unset "
+            "it to use 'results' in the working directory"
         )
+    return Path(value)
 
 
-def record_checksum(record: dict) -> str:
-    """sha256 of the record's canonical JSON without its checksum field."""
-    content = {key: value for key, value in record.items() if key != "checksum"}
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+def check_environment() -> None:
+    """Check ``$OPTBENCH_RESULTS_DIR`` (set: not empty, not a file); raise :class:`ResultsDirectoryError`."""
+    _check_directory(default_results_dir(), RESULTS_DIR_VARIABLE in os.environ)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
-def check_record(record: object, run_id: str | None = None) -> None:
-    """Raise ``ValueError`` saying what is wrong if ``record`` is not a valid, intact record (of ``run_id``)."""
-    if not isinstance(record, dict):
-        raise ValueError(f"the record is a JSON {type(record).__name__}, not an object")
-    missing = _RECORD_KEYS - set(record)
-    if missing:
-        raise ValueError(f"missing field(s) {', '.join(sorted(missing))}")
-    unknown = set(record) - _RECORD_KEYS
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    if not isinstance(record["schema"], int) or isinstance(record["schema"], bool) or record["schema"] != SCHEMA_VERSION:
-        raise ValueError(f"schema {record['schema']!r}, expected {SCHEMA_VERSION}")
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent."""
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_directory(root: Path, from_environment: bool) -> None:
+    """Raise unless ``root`` is a directory or could be created as one (no file in the way)."""
+    ancestor = _existing_ancestor(root)
+    if ancestor.is_dir():
+        return
     try:
-        checksum = record_checksum(record)
-    except ValueError:  # json refuses NaN and infinities under allow_nan=False
-        raise ValueError("the record holds a non-finite number (NaN or Infinity), which JSON does not allow") from None
-    if record["checksum"] != checksum:
-        raise ValueError("checksum mismatch: the record was truncated or edited")
-    if not isinstance(record["id"], str) or not PLAIN_NAME.match(record["id"]):
-        raise ValueError(f"invalid id {record['id']!r}")
-    if run_id is not None and record["id"] != run_id:
-        raise ValueError(f"the file of run {run_id!r} holds the record of run {record['id']!r}")
-    if not isinstance(record["config"], dict):
-        raise ValueError("config is not a JSON object")
-    config = RunConfig.from_dict(record["config"])
-    if config.run_id != record["id"]:
-        raise ValueError(f"id {record['id']!r} does not match its configuration ({config.run_id})")
-    if not isinstance(record["provenance"], dict):
-        raise ValueError("provenance is not a JSON object")
-    epochs = record["epochs"]
-    if not isinstance(epochs, list):
-        raise ValueError("epochs is not a list")
-    for number, row in enumerate(epochs, start=1):
-        if not isinstance(row, dict):
-            raise ValueError(f"epoch row {number} is not a JSON object")
-        lacking = set(EPOCH_METRICS) - set(row)
-        if lacking:
-            raise ValueError(f"epoch row {number} lacks metric(s) {', '.join(sorted(lacking))}")
-        for key, value in row.items():
-            if key in INTEGER_METRICS:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"epoch row {number}: {key} {value!r} is not a count")
-            elif value is not None and not _is_number(value):
-                raise ValueError(f"epoch row {number}: {key} {value!r} is neither a number nor null")
-        if row["epoch"] != number:
-            raise ValueError(f"epoch row {number} says epoch {row['epoch']}")
-    status, diverged_epoch = record["status"], record["diverged_epoch"]
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    if status == "finished":
-        if diverged_epoch is not None:
-            raise ValueError(f"a finished run has diverged_epoch {diverged_epoch!r}")
-        if len(epochs) != config.num_epochs:
-            raise ValueError(f"a finished run has {len(epochs)} epoch rows for num_epochs {config.num_epochs}")
-    elif not isinstance(diverged_epoch, int) or isinstance(diverged_epoch, bool) or diverged_epoch != len(epochs) or not epochs:
-        raise ValueError(f"diverged_epoch {diverged_epoch!r} is not the last of the {len(epochs)} epoch rows")
-
-
-def finite_or_none(value):
-    """``value`` with every non-finite float (NaN, ±inf) replaced by None, in nested dicts and lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(item) for item in value]
-    return value
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON (non-finite numbers are stored as null)")
-
-
-def parse_record(text: str | bytes) -> object:
-    """Parse a record file's content as strict JSON (no NaN or Infinity); ``ValueError`` says what is wrong."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError("not JSON text but binary data (a pickle, say)") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error})") from None
+        kind = _file_kind(os.stat(ancestor).st_mode)
+    except OSError:  # a dangling symlink
+        kind = _file_kind(os.lstat(ancestor).st_mode)
+    what = f"{RESULTS_DIR_VARIABLE} {str(root)!r}" if from_environment else f"the results directory {str(root)!r}"
+    problem = f"is {kind}" if ancestor == Path(os.path.abspath(root)) else f"lies under {ancestor}, which is {kind}"
+    raise ResultsDirectoryError(
+        f"{what} {problem}, not a directory: give a directory for the results (it is created if missing)"
+    )
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -177,25 +189,28 @@ def _fsync_directory(directory: Path) -> None:
 def write_atomically(path: Path, write) -> None:
     """Call ``write(stream)`` on a temporary binary file beside ``path``, flush it to disk, rename it over ``path``.
 
-    A reader sees the old file or the whole new one, never a part, even if the writer is killed.
+    A reader sees the old file or the whole new one, never a part, even if the writer is killed. A full
+    disk raises :class:`NoSpaceLeftError` naming ``path``, with the temporary file removed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    path = Path(path)
+    with _full_disk_reported(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                write(stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     _fsync_directory(path.parent)
 
 
 def write_json_atomically(path: Path, value: object) -> None:
     """Write ``value`` as strict JSON (no NaN) with :func:`write_atomically`."""
-    text = json.dumps(value, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    text = record_to_text(value)
     write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
@@ -206,21 +221,106 @@ def remove_temporary_files(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def _identity(status: os.stat_result) -> tuple:
+    """What tells one file from its replacement (an atomic write makes a new inode)."""
+    return (status.st_dev, status.st_ino, status.st_mode, status.st_size, status.st_mtime_ns)
+
+
+def read_regular_file(path: Path) -> tuple[bytes | None, str | None, tuple | None]:
+    """(content, None, identity) of a regular file; (None, what it is instead, identity) for anything else.
+
+    Never follows a symlink and never opens a FIFO, device or socket (opening one could block forever or
+    act on hardware). ``(None, None, None)`` if there is no such file.
+    """
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return None, None, None
+    if stat.S_ISLNK(status.st_mode):
+        return None, f"a symbolic link (to {os.readlink(path)!r})", _identity(status)
+    if not stat.S_ISREG(status.st_mode):
+        return None, _file_kind(status.st_mode), _identity(status)
+    # the file may be swapped between lstat and open: refuse links and never block, then check what opened
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = os.fstat(handle)
+        if not stat.S_ISREG(opened.st_mode):
+            return None, _file_kind(opened.st_mode), _identity(opened)
+        with os.fdopen(handle, "rb", closefd=False) as stream:
+            return stream.read(), None, _identity(opened)
+    finally:
+        os.close(handle)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordEntry:
+    """A file named like a record, and what it holds (see :data:`optbench.records.STATES`)."""
+
+    run_id: str
+    path: Path
+    #: ``finished``, ``diverged``, ``stale`` or ``corrupt``
+    state: str
+    #: for ``stale`` what changed, for ``corrupt`` what is wrong (including "a symbolic link ..."); else None
+    reason: str | None
+    #: the parsed record for ``finished``, ``diverged`` and ``stale``; None for ``corrupt``
+    record: dict | None
+    #: for ``stale``: the id its configuration has under the current code (None if no longer valid)
+    current_id: str | None = None
+    #: for ``corrupt``: None if the content is bad, else what the file is instead ("a FIFO (named pipe)", ...)
+    not_regular: str | None = None
+    identity: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def intact(self) -> bool:
+        """A current record: finished or diverged."""
+        return self.state in ("finished", "diverged")
+
+
 #: per thread: the lock files it holds, so that a thread can re-enter a lock it holds
 _held_locks = threading.local()
+#: stale files already reported in this process (path, identity, recomputed): once each, not at every read
+_reported_stale: set[tuple[str, tuple, bool]] = set()
+
+
+class HeldLock:
+    """A run's lock, held until :meth:`release` (see :meth:`ResultsStore.acquire_lock`)."""
+
+    def __init__(self, key: str, handle: int | None):
+        self._key, self._handle = key, handle
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        _thread_locks().discard(self._key)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            os.close(handle)
+
+
+def _thread_locks() -> set:
+    held = getattr(_held_locks, "locks", None)
+    if held is None:
+        held = _held_locks.locks = set()
+    return held
 
 
 class ResultsStore:
     """A directory of ``<run id>.json`` records (see the module docstring for its layout)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
+        from_environment = root is None
         self.root = Path(root) if root is not None else default_results_dir()
+        _check_directory(self.root, from_environment and RESULTS_DIR_VARIABLE in os.environ)
 
     @classmethod
     def for_profile(cls, profile: str, results_dir: str | os.PathLike | None = None) -> "ResultsStore":
         """The store of a profile: ``<results dir>/<profile>``; the name cannot lead outside the results dir."""
         check_plain_name("profile name", profile, "smoke")
+        from_environment = results_dir is None
         base = Path(results_dir) if results_dir is not None else default_results_dir()
+        _check_directory(base, from_environment and RESULTS_DIR_VARIABLE in os.environ)
         return cls(base / profile)
 
     def path_for(self, run_id: str) -> Path:
@@ -235,111 +335,209 @@ class ResultsStore:
         check_plain_name("run id", run_id, "adam-0123456789ab")
         return self.root / "locks" / f"{run_id}.lock"
 
-    @contextlib.contextmanager
-    def lock(self, run_id: str, blocking: bool = True) -> Iterator[bool]:
-        """Hold the lock of ``run_id`` (exclusive across processes; re-entrant in a thread); yield whether held.
+    # ---- writing ---------------------------------------------------------------------------------------
 
-        With ``blocking`` False, yield False at once if another process or thread holds it. The lock is
-        the operating system's (``flock``), so a killed process never leaves a stale lock behind.
+    def check_writable(self) -> None:
+        """Raise :class:`ResultsDirectoryError` now if records could not be written (read-only, not a directory).
+
+        Creates and deletes one empty file in the store (or in the nearest existing directory above it).
         """
-        path = self.lock_path(run_id)
-        held = getattr(_held_locks, "locks", None)
-        if held is None:
-            held = _held_locks.locks = set()
-        key = os.path.realpath(path)
-        if key in held:  # this thread holds it already (run() holds it while save() takes it again)
-            yield True
-            return
-        if fcntl is None:  # pragma: no cover
-            yield True
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        _check_directory(self.root, False)
+        ancestor = _existing_ancestor(self.root)
+        with _full_disk_reported(ancestor / ".write-test"):
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                acquired = False
-            else:
-                acquired = True
-            if not acquired:
-                yield False
-                return
-            held.add(key)
-            try:
-                yield True
-            finally:
-                held.discard(key)
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        finally:
-            os.close(handle)
-
-    def load(self, run_id: str) -> dict | None:
-        """The intact record of ``run_id``, or None if it is absent or corrupt.
-
-        A corrupt record is reported with a :class:`CorruptRecordWarning` naming its file and moved aside.
-        """
-        return self._load_file(self.path_for(run_id), run_id)
-
-    def _load_file(self, path: Path, run_id: str) -> dict | None:
-        try:
-            content = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            self._report_corrupt(path, run_id, None, f"cannot be read ({error})")
-            return None
-        try:
-            record = parse_record(content)
-            check_record(record, run_id)
-        except Exception as error:  # any defect of the content (parse, schema, types) means "recompute"
-            self._report_corrupt(path, run_id, content, str(error) or type(error).__name__)
-            return None
-        return record
-
-    def _report_corrupt(self, path: Path, run_id: str, content: bytes | None, reason: str) -> None:
-        aside = self._move_aside(path, run_id, content)
-        where = f"moved to {aside.name}" if aside is not None else "left in place"
-        warnings.warn(
-            f"corrupt record {path}: {reason}; {where}, and the run will be recomputed",
-            CorruptRecordWarning,
-            stacklevel=4,
-        )
-
-    def _move_aside(self, path: Path, run_id: str, content: bytes | None) -> Path | None:
-        """Rename a corrupt record to ``<name>.corrupt-<time>``, unless a writer replaced it meanwhile."""
-        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        try:
-            # under the run's lock, so a record a writer has just saved is never the one moved
-            with self.lock(run_id, blocking=False) as held:
-                if not held or (content is not None and path.read_bytes() != content):
-                    return None
-                os.replace(path, aside)
-        except OSError:  # a read-only store, or another reader moved it first
-            return None
-        return aside
+                handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".write-test-", suffix=".tmp")
+            except OSError as error:
+                if error.errno not in _READ_ONLY:
+                    raise
+                where = "" if ancestor == Path(os.path.abspath(self.root)) else f" (it would be created in {ancestor})"
+                raise ResultsDirectoryError(
+                    f"the results directory {self.root} is read-only{where}: {error.strerror}; make it writable, "
+                    f"or set {RESULTS_DIR_VARIABLE} to a writable directory"
+                ) from None
+        os.close(handle)
+        os.unlink(probe)
 
     def save(self, record: dict) -> Path:
         """Seal ``record`` with its checksum and write it atomically as strict JSON; return its path.
 
         Non-finite metrics (NaN, ±inf) are stored as null.
         """
-        record = finite_or_none({key: value for key, value in record.items() if key != "checksum"})
-        record["schema"] = SCHEMA_VERSION
-        record["checksum"] = record_checksum(record)
-        check_record(record)
+        record = seal_record(record)
         path = self.path_for(record["id"])
         with self.lock(record["id"]):
             remove_temporary_files(path)
             write_json_atomically(path, record)
         return path
 
+    def acquire_lock(self, run_id: str, blocking: bool = True) -> HeldLock | None:
+        """The lock of ``run_id`` (exclusive across processes, re-entrant in a thread), or None if ``blocking``
+        is False and another process or thread holds it. Release it with :meth:`HeldLock.release`.
+
+        The lock is the operating system's (``flock``), so a killed process never leaves a stale lock behind.
+        """
+        path = self.lock_path(run_id)
+        key = os.path.realpath(path)
+        if key in _thread_locks() or fcntl is None:  # re-entered (run() holds it while save() takes it again)
+            return HeldLock(key, None)
+        with _full_disk_reported(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(handle)
+            return None
+        except BaseException:
+            os.close(handle)
+            raise
+        _thread_locks().add(key)
+        return HeldLock(key, handle)
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the lock of ``run_id`` (see :meth:`acquire_lock`) for a ``with`` block; yield whether it is held."""
+        held = self.acquire_lock(run_id, blocking)
+        if held is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            held.release()
+
+    # ---- reading and judging ---------------------------------------------------------------------------
+
+    def inspect(self, run_id: str) -> RecordEntry | None:
+        """What the file of ``run_id`` holds, or None if there is none. Moves nothing, warns about nothing."""
+        return self._inspect_path(self.path_for(run_id), run_id)
+
+    def _inspect_path(self, path: Path, run_id: str) -> RecordEntry | None:
+        try:
+            content, not_regular, identity = read_regular_file(path)
+        except OSError as error:
+            return RecordEntry(run_id, path, "corrupt", f"cannot be read ({error.strerror or error})", None)
+        if identity is None:
+            return None
+        if not_regular is not None:
+            return RecordEntry(run_id, path, "corrupt", f"{not_regular}, not a record file", None,
+                               not_regular=not_regular, identity=identity)
+        judged = judge_record(content, run_id)
+        return RecordEntry(run_id, path, judged.state, judged.reason, judged.record, judged.current_id, identity=identity)
+
+    def entries(self, states: Iterable[str] | None = None) -> list[RecordEntry]:
+        """Every file named like a record (``<run id>.json``), judged, in name order; only ``states`` if given.
+
+        Read-only: nothing is moved and nothing is warned about (for listings such as ``optbench status``).
+        """
+        wanted = set(STATES if states is None else states)
+        unknown = sorted(wanted - set(STATES))
+        if unknown:
+            raise ValueError(f"unknown record state(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(STATES)}")
+        found = []
+        for path in self._record_paths():
+            entry = self._inspect_path(path, path.name[: -len(".json")])
+            if entry is not None and entry.state in wanted:
+                found.append(entry)
+        return found
+
+    def _record_paths(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(path for path in self.root.glob("*.json") if PLAIN_NAME.match(path.name[: -len(".json")]))
+
+    def moved_aside(self) -> list[Path]:
+        """Files moved aside as corrupt (``<run id>.json.corrupt-<time>``), kept for inspection."""
+        return sorted(self.root.glob("*.json.corrupt-*")) if self.root.is_dir() else []
+
+    def in_progress(self) -> list[str]:
+        """Run ids with a checkpoint: runs interrupted (or being trained now) that resume from it."""
+        directory = self.root / "checkpoints"
+        return sorted(path.stem for path in directory.glob("*.pt")) if directory.is_dir() else []
+
+    def remove(self, entry: RecordEntry) -> bool:
+        """Delete the file of ``entry`` if it is still the file that was inspected; return whether deleted.
+
+        Under the run's lock, so a record a writer has just saved is never the one deleted.
+        """
+        with self.lock(entry.run_id, blocking=False) as held:
+            if not held or not self._unchanged(entry):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                return True
+        return False
+
+    def _unchanged(self, entry: RecordEntry) -> bool:
+        try:
+            return entry.identity is not None and _identity(os.lstat(entry.path)) == entry.identity
+        except OSError:
+            return False
+
+    def set_aside(self, entry: RecordEntry, recomputed: bool) -> Path | None:
+        """Report a corrupt (or stale) entry with a warning; move a corrupt one aside. Return where it went.
+
+        ``recomputed`` says whether the caller is about to train the run again, which the warning then says;
+        a reader that only skips the run says so instead.
+        """
+        if entry.state == "stale":
+            key = (str(entry.path), entry.identity, recomputed)
+            if key not in _reported_stale:
+                _reported_stale.add(key)
+                then = "it is recomputed under its new id" if recomputed else "it is left out of the results"
+                warnings.warn(
+                    f"stale record {entry.path}: {entry.reason}; {then} (the file is kept until removed)",
+                    StaleRecordWarning, stacklevel=3,
+                )
+            return None
+        aside = self._move_aside(entry)
+        where = f"moved to {aside.name}" if aside is not None else "left in place (it could not be moved)"
+        then = ("and the run will be recomputed" if recomputed
+                else "and left out of the results (the next sweep that asks for this run recomputes it)")
+        if entry.not_regular is not None:
+            what = f"{entry.path} is {entry.not_regular}, not a record file; it was not "
+            what += "followed" if entry.not_regular.startswith("a symbolic link") else "opened"
+            message = f"{what}, {where}, {then}"
+        else:
+            message = f"corrupt record {entry.path}: {entry.reason}; {where}, {then}"
+        warnings.warn(message, CorruptRecordWarning, stacklevel=3)
+        return aside
+
+    def _move_aside(self, entry: RecordEntry) -> Path | None:
+        """Rename a corrupt file to ``<name>.corrupt-<time>``, unless a writer replaced it meanwhile."""
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        aside = entry.path.with_name(f"{entry.path.name}.corrupt-{stamp}")
+        try:
+            # under the run's lock, so a record a writer has just saved is never the one moved
+            with self.lock(entry.run_id, blocking=False) as held:
+                if not held or (entry.identity is not None and not self._unchanged(entry)):
+                    return None
+                os.replace(entry.path, aside)  # renames a link or FIFO itself, never what it points to
+        except OSError:  # a read-only store, or another reader moved it first
+            return None
+        return aside
+
+    def load(self, run_id: str, recompute: bool = False) -> dict | None:
+        """The intact record of ``run_id``, or None if it is absent, stale or corrupt.
+
+        A corrupt file is reported with a :class:`CorruptRecordWarning` naming it and moved aside; a stale
+        record with a :class:`StaleRecordWarning`. ``recompute`` tells the warning that the caller trains
+        the run when this returns None.
+        """
+        entry = self.inspect(run_id)
+        if entry is None:
+            return None
+        if entry.intact:
+            return entry.record
+        self.set_aside(entry, recompute)
+        return None
+
     def __contains__(self, run_id: str) -> bool:
         return self.load(run_id) is not None
 
     def records(self) -> Iterator[dict]:
-        """Every intact record, in file-name order (corrupt ones are warned about, moved aside and skipped)."""
+        """Every intact record, in file-name order (corrupt ones are warned about, moved aside and skipped;
+        stale ones warned about and skipped)."""
         if not self.root.is_dir():
             return
         for path in sorted(self.root.glob("*.json")):
@@ -347,9 +545,13 @@ class ResultsStore:
             if not PLAIN_NAME.match(run_id):
                 warnings.warn(f"ignoring {path}: not a record's file name (<run id>.json)", CorruptRecordWarning, stacklevel=2)
                 continue
-            record = self._load_file(path, run_id)
-            if record is not None:
-                yield record
+            entry = self._inspect_path(path, run_id)
+            if entry is None:
+                continue
+            if entry.intact:
+                yield entry.record
+            else:
+                self.set_aside(entry, recomputed=False)
 
     def dataframe(self, run_ids=None) -> pd.DataFrame:
         """Tidy per-epoch metrics of the records (all, or those of ``run_ids``), one row per run and epoch."""
@@ -358,37 +560,3 @@ class ResultsStore:
         else:
             records = [record for record in (self.load(run_id) for run_id in run_ids) if record is not None]
         return records_to_dataframe(records)
-
-
-def records_to_dataframe(records: list[dict]) -> pd.DataFrame:
-    """One row per (run, epoch): run id, status, flattened configuration and the epoch's metrics.
-
-    Metrics stored as null (not finite) are NaN.
-    """
-    rows = []
-    for record in records:
-        config = record["config"]
-        base = {
-            "run_id": record["id"],
-            "status": record["status"],
-            "diverged_epoch": record["diverged_epoch"],
-            **{key: value for key, value in config.items() if not isinstance(value, dict)},
-            **{f"model_{key}": value for key, value in config["model_options"].items()},
-            "device": record["provenance"].get("device"),
-        }
-        for key, value in config["hyperparameters"].items():
-            base.setdefault(key if key not in base else f"optimizer_{key}", _hashable(value))
-        for epoch_row in record["epochs"]:
-            rows.append({**base, **epoch_row})
-    columns = ["run_id", "status", "optimizer", "seed", *EPOCH_METRICS]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)
-    for metric in EPOCH_METRICS:
-        if metric not in INTEGER_METRICS:
-            frame[metric] = pd.to_numeric(frame[metric], errors="coerce").astype(float)
-    return frame
-
-
-def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value
