@@ -91,16 +91,14 @@ def run_sweep(
         name = executors.choose(settings, len(missing), resolve_device(device))
         session = executors.open_session(settings, name, len(missing), device, resolve_device(device))
         bar.set_postfix_str(session.description)
-        try:
-            _Driver(store, unique, session, settings, force, checkpoint_every, records, bar).run(missing)
-        finally:
-            session.close()
+        _Driver(store, unique, session, settings, force, checkpoint_every, records, bar).run(missing)
     bar.close()
     return [records[config.run_id] for config in configs]
 
 
 class _Driver:
-    """Hands a session the missing runs while it has room, and writes each record the workers return.
+    """Hands a session the missing runs while it has room, and writes each record the workers return;
+    closes the session at the end.
 
     A run is given out only under its store lock (held here, in the driver, until its record is written),
     so another process sweeping the same store waits for it instead of training it too.
@@ -123,7 +121,11 @@ class _Driver:
                 else:  # all that is left is being trained by another process: wait for it, then load
                     self._start(deferred.pop(0), deferred, blocking=True)
         finally:
-            for lock in self.held.values():
+            # workers first (a run still in flight is abandoned; its checkpoint stays for a resume), then what
+            # a killed worker may have been writing, then the locks
+            self.session.close()
+            for run_id, lock in self.held.items():
+                remove_temporary_files(self.store.checkpoint_path(run_id))
                 lock.release()
             self.held.clear()
 
@@ -153,7 +155,9 @@ class _Driver:
             record["provenance"] = {**record["provenance"], "executor": outcome.executor}
             self.store.save(record)
             # only now: a crash between the two leaves a record and a stale checkpoint, never neither
-            self.store.checkpoint_path(task.run_id).unlink(missing_ok=True)
+            checkpoint = self.store.checkpoint_path(task.run_id)
+            checkpoint.unlink(missing_ok=True)
+            remove_temporary_files(checkpoint)
             saved = self.store.load(task.run_id)
             if saved is None:
                 raise RuntimeError(f"the record of {task.run_id} could not be read back from {self.store.path_for(task.run_id)}")
@@ -171,6 +175,7 @@ class _Driver:
                 "from its last checkpoint where the worker left one",
                 executors.WorkerDiedWarning, stacklevel=2,
             )
+            remove_temporary_files(self.store.checkpoint_path(task.run_id))  # what the dead worker was writing
             self.session.submit(task.retry())
         elif isinstance(outcome, Failed):
             raise outcome.error

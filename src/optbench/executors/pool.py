@@ -103,8 +103,13 @@ class _Worker:
 _idle_workers: dict[tuple, list[_Worker]] = {}
 
 
+#: environment variables only the driver reads (or pytest sets per test): a change keeps warm workers usable
+_DRIVER_ONLY = {"OPTBENCH_RESULTS_DIR", "OPTBENCH_EXECUTOR", "OPTBENCH_WORKERS", "OPTBENCH_RAY_ADDRESS", "PYTEST_CURRENT_TEST"}
+
+
 def _worker_key(num_threads: int, gpu: str | None) -> tuple:
-    return num_threads, gpu, os.getcwd(), tuple(sorted(os.environ.items()))
+    environment = tuple(sorted((name, value) for name, value in os.environ.items() if name not in _DRIVER_ONLY))
+    return num_threads, gpu, os.getcwd(), environment
 
 
 def _take_worker(num_threads: int, gpu: str | None) -> _Worker:

@@ -109,8 +109,8 @@ class RaySession(Session):
         if address is not None:
             _check_reachable(address)
             options = dict(address=address, runtime_env={"py_modules": [optbench]})
-        else:  # a private instance for this sweep, on the loopback interface only
-            options = dict(num_cpus=available_cores(), include_dashboard=False, _node_ip_address="127.0.0.1",
+        else:  # a new private instance for this sweep ("local": never a cluster already running here), on loopback
+            options = dict(address="local", num_cpus=available_cores(), include_dashboard=False, _node_ip_address="127.0.0.1",
                            object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         try:
             ray.init(**options, log_to_driver=False, logging_level=logging.WARNING)
