@@ -4,12 +4,15 @@ names it and what is allowed, before anything trains and without writing to the 
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import io
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,6 +23,7 @@ from optbench import book
 from optbench.cli import main as cli_main
 from optbench.config import RunConfig
 from optbench.data import DatasetUnavailableError
+from optbench.executors import available_cores
 from optbench.runs import run
 from optbench.store import ResultsStore
 from optbench.studies import optimizer_comparison
@@ -42,6 +46,7 @@ class Context:
     root: Path  # a repository root: copies of notebooks/ and profiles/
     tmp: Path
     monkeypatch: pytest.MonkeyPatch
+    cleanups: list = field(default_factory=list)  # run after the case, whatever happened
 
     def cli(self, *argv: str) -> None:
         stderr = io.StringIO()
@@ -80,6 +85,44 @@ class Case:
 
 def _optimizer(name, **hyperparameters):
     return lambda ctx: ctx.sweep(optimizer=name, hyperparameters=hyperparameters)
+
+
+def _results_dir_is_a_file(ctx: Context) -> None:
+    (ctx.tmp / "results-file").write_text("not a directory")
+    ctx.monkeypatch.setenv("OPTBENCH_RESULTS_DIR", str(ctx.tmp / "results-file"))
+    ctx.sweep()
+
+
+def _set_immutable(directory: Path, immutable: bool) -> None:
+    """Set or clear the immutable attribute (chattr +i): what makes a directory read-only for root too."""
+    get_flags, set_flags, immutable_flag = 0x80086601, 0x40086602, 0x10  # FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(handle, get_flags, flags, True)
+        flags[0] = flags[0] | immutable_flag if immutable else flags[0] & ~immutable_flag
+        fcntl.ioctl(handle, set_flags, flags)
+    finally:
+        os.close(handle)
+
+
+def _read_only_results_dir(ctx: Context) -> None:
+    results = Path(os.environ["OPTBENCH_RESULTS_DIR"])
+    results.mkdir(parents=True)
+    results.chmod(0o555)
+    ctx.cleanups.append(lambda: results.chmod(0o755))
+    if os.geteuid() == 0:  # permission bits do not bind root
+        _set_immutable(results, True)
+        ctx.cleanups.insert(0, lambda: _set_immutable(results, False))
+    with contextlib.suppress(OSError):  # the case is only meaningful if writing there really fails
+        os.unlink(tempfile.mkstemp(dir=results)[1])
+        pytest.fail(f"could not make {results} read-only on this machine")
+    ctx.sweep()
+
+
+def _ray_not_installed(ctx: Context) -> None:
+    ctx.monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    ctx.sweep()
 
 
 CASES = [
@@ -142,6 +185,34 @@ CASES = [
     Case("run: thread count not a number", lambda ctx: ctx.sweep(), ("'zero'", ">= 1"), setup={"OPTBENCH_NUM_THREADS": "zero"}),
     Case("store: run id naming a file outside the store", lambda ctx: ResultsStore().load("../../etc/passwd"),
          ("'../../etc/passwd'", "letters, digits")),
+    Case("store: OPTBENCH_RESULTS_DIR set but empty", lambda ctx: ctx.sweep(), ("OPTBENCH_RESULTS_DIR", "('')", "give the directory"),
+         setup={"OPTBENCH_RESULTS_DIR": ""}),
+    Case("store: OPTBENCH_RESULTS_DIR naming a file", _results_dir_is_a_file, ("results-file'", "is a file", "give a directory")),
+    Case("store: a read-only results directory", _read_only_results_dir, ("is read-only", "make it writable", "OPTBENCH_RESULTS_DIR")),
+    # ---- sweep backends ------------------------------------------------------------------------------------
+    Case("executor: unknown OPTBENCH_EXECUTOR", lambda ctx: ctx.sweep(), ("'threads'", "serial, pool, ray"),
+         setup={"OPTBENCH_EXECUTOR": "threads"}),
+    Case("executor: unknown executor argument", lambda ctx: run_sweep([RunConfig(optimizer="sgd", **TINY)], executor="dask"),
+         ("'dask'", "serial, pool, ray")),
+    Case("executor: zero workers", lambda ctx: ctx.sweep(), ("OPTBENCH_WORKERS '0'", ">= 1"),
+         setup={"OPTBENCH_EXECUTOR": "pool", "OPTBENCH_WORKERS": "0"}),
+    Case("executor: workers not a number", lambda ctx: ctx.sweep(), ("OPTBENCH_WORKERS 'two'", ">= 1"),
+         setup={"OPTBENCH_EXECUTOR": "pool", "OPTBENCH_WORKERS": "two"}),
+    Case("executor: more threads than cores", lambda ctx: ctx.sweep(),
+         (f"OPTBENCH_WORKERS {available_cores() + 1} × OPTBENCH_NUM_THREADS 1", "exceed", f"at most {available_cores()} workers"),
+         setup={"OPTBENCH_EXECUTOR": "pool", "OPTBENCH_WORKERS": str(available_cores() + 1), "OPTBENCH_NUM_THREADS": "1"}),
+    Case("executor: malformed Ray address", lambda ctx: ctx.sweep(), ("'head-node'", "host:port"),
+         setup={"OPTBENCH_EXECUTOR": "ray", "OPTBENCH_RAY_ADDRESS": "head-node"}),
+    Case("executor: a Ray address without the ray executor", lambda ctx: ctx.sweep(), ("'127.0.0.1:6379'", "OPTBENCH_EXECUTOR=ray"),
+         setup={"OPTBENCH_EXECUTOR": "pool", "OPTBENCH_RAY_ADDRESS": "127.0.0.1:6379"}),
+    Case("executor: no Ray cluster at the address", lambda ctx: ctx.sweep(), ("'127.0.0.1:9'", "ray start --head"),
+         setup={"OPTBENCH_EXECUTOR": "ray", "OPTBENCH_RAY_ADDRESS": "127.0.0.1:9"}),
+    Case("executor: ray asked for, not installed", _ray_not_installed, ("'ray'", "pip install -e '.[ray]'", "serial, pool"),
+         setup={"OPTBENCH_EXECUTOR": "ray"}),
+    Case("executor: unknown executor in a profile", lambda ctx: ctx.profile("executor: threads\n"), ("'threads'", "serial, pool, ray")),
+    Case("cli: bad OPTBENCH_EXECUTOR stops execute before a kernel starts",
+         lambda ctx: ctx.cli("execute", "--profile", "smoke", "--root", str(ctx.root)), ("'threads'", "serial, pool, ray"),
+         CommandLineExit, setup={"OPTBENCH_EXECUTOR": "threads"}),
     # ---- optimizer hyperparameters -------------------------------------------------------------------------
     Case("optimizer: unknown hyperparameter", _optimizer("sgd", learning_rate=0.1), ("'learning_rate'", "lr")),
     Case("optimizer: beta2 at 1.5", _optimizer("adam", betas=[0.9, 1.5]), ("1.5", "[0, 1)")),
@@ -173,7 +244,7 @@ def files_under(path: Path) -> list[str]:
 
 def test_the_table_covers_every_kind_of_input():
     kinds = {case.name.split(":")[0] for case in CASES}
-    assert kinds >= {"cli", "profile", "notebook", "run", "optimizer", "data", "store"}
+    assert kinds >= {"cli", "profile", "notebook", "run", "optimizer", "data", "store", "executor"}
     assert len(CASES) >= 25 and len({case.name for case in CASES}) == len(CASES)
 
 
@@ -185,8 +256,13 @@ def test_bad_input_gives_one_clear_error_before_anything_runs(case, repository_c
     for name, value in case.setup.items():
         monkeypatch.setenv(name, value)
     profiles_before = files_under(repository_copy)
-    with pytest.raises(case.error) as caught:
-        case.action(Context(repository_copy, tmp_path, monkeypatch))
+    context = Context(repository_copy, tmp_path, monkeypatch)
+    try:
+        with pytest.raises(case.error) as caught:
+            case.action(context)
+    finally:
+        for cleanup in context.cleanups:
+            cleanup()
     message = str(caught.value)
     if case.error is CommandLineExit:
         assert caught.value.code == 2

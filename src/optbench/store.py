@@ -344,7 +344,7 @@ class ResultsStore:
         """
         _check_directory(self.root, False)
         ancestor = _existing_ancestor(self.root)
-        with _full_disk_reported(ancestor / ".write-test"):
+        with _full_disk_reported(self.root):
             try:
                 handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".write-test-", suffix=".tmp")
             except OSError as error:
