@@ -26,7 +26,6 @@ from optbench.executors.pool import PoolSession, stop_idle_workers
 from optbench.records import check_record, parse_record
 from optbench.store import ResultsStore
 from optbench.sweeps import expand_grid, run_sweep
-from optbench.training import train
 
 TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=128, batch_size=32)
 GRID = expand_grid(dict(optimizer="sgd", num_epochs=2, **TINY), lr=[0.05, 0.2], seed=[0, 1])

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig, canonical_json
-from .store import read_regular_file, write_atomically
+from .files import read_regular_file, write_atomically
 
 CHECKPOINT_FORMAT = 1
 _KEYS = {

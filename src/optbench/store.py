@@ -1,10 +1,10 @@
-"""The results store: a directory of run records, and the file mechanics that keep it trustworthy.
+"""The results store: a directory of run records, where every sweep's runs meet.
 
-What a record holds and how it is judged lives in :mod:`optbench.records`; this module reads and writes
-the files. Every write is atomic (a temporary file beside the target, flushed to disk, renamed over it),
-so a reader sees the old file or the whole new one, even if the writer is killed; a full disk raises
-:class:`NoSpaceLeftError` naming the file and leaves nothing half-written. One process trains a
-configuration at a time (per-run locks, the operating system's ``flock``, which dies with its process).
+What a record holds and how it is judged lives in :mod:`optbench.records`; how a file is written and read
+safely lives in :mod:`optbench.files`. Every write is atomic, so a reader sees the old file or the whole
+new one, even if the writer is killed; a full disk raises :class:`~optbench.files.NoSpaceLeftError` naming
+the file and leaves nothing half-written. One process trains a configuration at a time (per-run locks).
+A read-only results directory is reported before training (:meth:`ResultsStore.check_writable`).
 
 Reading never trusts a file: only regular files are opened (a symlink is never followed, a FIFO or
 device never opened), and a file whose content is corrupt is reported by name and moved aside to
@@ -33,11 +33,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import errno
 import os
-import stat
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -62,17 +59,21 @@ from .records import (  # noqa: F401  (re-exported: the record format's names, f
     seal_record,
 )
 
-try:  # POSIX; elsewhere runs are not protected against concurrent writers
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from .files import (  # noqa: F401  (re-exported: what checkpoints and callers of the store use)
+    READ_ONLY_ERRORS,
+    HeldLock,
+    NoSpaceLeftError,
+    acquire_lock,
+    existing_ancestor,
+    file_identity,
+    file_kind,
+    full_disk_reported,
+    read_regular_file,
+    remove_temporary_files,
+    write_atomically,
+)
 
 RESULTS_DIR_VARIABLE = "OPTBENCH_RESULTS_DIR"
-#: errors that mean the disk (or the user's quota on it) is full
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
-
-
 class CorruptRecordWarning(UserWarning):
     """A file named like a record could not be trusted; it was moved aside (or left in place) and skipped."""
 
@@ -85,44 +86,10 @@ class ResultsDirectoryError(ValueError):
     """The results directory cannot be used: not a directory, read-only, or ``$OPTBENCH_RESULTS_DIR`` empty."""
 
 
-class NoSpaceLeftError(OSError):
-    """A write to the store failed because its disk (or quota) is full; nothing half-written was left."""
-
-    def __init__(self, path: str | os.PathLike):
-        super().__init__(errno.ENOSPC, "no space left on device", str(path))
-
-    def __str__(self) -> str:
-        return (
-            f"no space left on device: cannot write {self.filename}; free space on that disk or set "
-            f"{RESULTS_DIR_VARIABLE} to a directory on another one, then run again (finished records are kept, "
-            "nothing half-written was left)"
-        )
-
-    def __reduce__(self):  # workers send it to the driver
-        return (type(self), (self.filename,))
-
-
-def _disk_full(error: BaseException) -> bool:
-    """Whether ``error`` or an error it was raised from is a full disk (torch's writer wraps it, for one)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in _DISK_FULL:
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-@contextlib.contextmanager
-def _full_disk_reported(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except NoSpaceLeftError:
-        raise
-    except Exception as error:
-        if _disk_full(error):
-            raise NoSpaceLeftError(path) from error
-        raise
+def write_json_atomically(path: Path, value: object) -> None:
+    """Write ``value`` as strict JSON (no NaN) with :func:`write_atomically`."""
+    text = record_to_text(value)
+    write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def default_results_dir() -> Path:
@@ -143,113 +110,20 @@ def check_environment() -> None:
     _check_directory(default_results_dir(), RESULTS_DIR_VARIABLE in os.environ)
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
-def _existing_ancestor(path: Path) -> Path:
-    """``path`` itself if it exists, else its nearest existing parent."""
-    path = Path(os.path.abspath(path))
-    while not os.path.lexists(path) and path != path.parent:
-        path = path.parent
-    return path
-
-
 def _check_directory(root: Path, from_environment: bool) -> None:
     """Raise unless ``root`` is a directory or could be created as one (no file in the way)."""
-    ancestor = _existing_ancestor(root)
+    ancestor = existing_ancestor(root)
     if ancestor.is_dir():
         return
     try:
-        kind = _file_kind(os.stat(ancestor).st_mode)
+        kind = file_kind(os.stat(ancestor).st_mode)
     except OSError:  # a dangling symlink
-        kind = _file_kind(os.lstat(ancestor).st_mode)
+        kind = file_kind(os.lstat(ancestor).st_mode)
     what = f"{RESULTS_DIR_VARIABLE} {str(root)!r}" if from_environment else f"the results directory {str(root)!r}"
     problem = f"is {kind}" if ancestor == Path(os.path.abspath(root)) else f"lies under {ancestor}, which is {kind}"
     raise ResultsDirectoryError(
         f"{what} {problem}, not a directory: give a directory for the results (it is created if missing)"
     )
-
-
-def _fsync_directory(directory: Path) -> None:
-    # the rename itself must reach the disk, or a crash could bring back the old name
-    with contextlib.suppress(OSError):
-        handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(stream)`` on a temporary binary file beside ``path``, flush it to disk, rename it over ``path``.
-
-    A reader sees the old file or the whole new one, never a part, even if the writer is killed. A full
-    disk raises :class:`NoSpaceLeftError` naming ``path``, with the temporary file removed.
-    """
-    path = Path(path)
-    with _full_disk_reported(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                write(stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    _fsync_directory(path.parent)
-
-
-def write_json_atomically(path: Path, value: object) -> None:
-    """Write ``value`` as strict JSON (no NaN) with :func:`write_atomically`."""
-    text = record_to_text(value)
-    write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
-
-
-def remove_temporary_files(path: Path) -> None:
-    """Delete the temporary files a killed :func:`write_atomically` of ``path`` left behind."""
-    if path.parent.is_dir():
-        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
-
-
-def _identity(status: os.stat_result) -> tuple:
-    """What tells one file from its replacement (an atomic write makes a new inode)."""
-    return (status.st_dev, status.st_ino, status.st_mode, status.st_size, status.st_mtime_ns)
-
-
-def read_regular_file(path: Path) -> tuple[bytes | None, str | None, tuple | None]:
-    """(content, None, identity) of a regular file; (None, what it is instead, identity) for anything else.
-
-    Never follows a symlink and never opens a FIFO, device or socket (opening one could block forever or
-    act on hardware). ``(None, None, None)`` if there is no such file.
-    """
-    try:
-        status = os.lstat(path)
-    except FileNotFoundError:
-        return None, None, None
-    if stat.S_ISLNK(status.st_mode):
-        return None, f"a symbolic link (to {os.readlink(path)!r})", _identity(status)
-    if not stat.S_ISREG(status.st_mode):
-        return None, _file_kind(status.st_mode), _identity(status)
-    # the file may be swapped between lstat and open: refuse links and never block, then check what opened
-    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        opened = os.fstat(handle)
-        if not stat.S_ISREG(opened.st_mode):
-            return None, _file_kind(opened.st_mode), _identity(opened)
-        with os.fdopen(handle, "rb", closefd=False) as stream:
-            return stream.read(), None, _identity(opened)
-    finally:
-        os.close(handle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,34 +150,8 @@ class RecordEntry:
         return self.state in ("finished", "diverged")
 
 
-#: per thread: the lock files it holds, so that a thread can re-enter a lock it holds
-_held_locks = threading.local()
 #: stale files already reported in this process (path, identity, recomputed): once each, not at every read
 _reported_stale: set[tuple[str, tuple, bool]] = set()
-
-
-class HeldLock:
-    """A run's lock, held until :meth:`release` (see :meth:`ResultsStore.acquire_lock`)."""
-
-    def __init__(self, key: str, handle: int | None):
-        self._key, self._handle = key, handle
-
-    def release(self) -> None:
-        if self._handle is None:
-            return
-        handle, self._handle = self._handle, None
-        _thread_locks().discard(self._key)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        finally:
-            os.close(handle)
-
-
-def _thread_locks() -> set:
-    held = getattr(_held_locks, "locks", None)
-    if held is None:
-        held = _held_locks.locks = set()
-    return held
 
 
 class ResultsStore:
@@ -343,12 +191,12 @@ class ResultsStore:
         Creates and deletes one empty file in the store (or in the nearest existing directory above it).
         """
         _check_directory(self.root, False)
-        ancestor = _existing_ancestor(self.root)
-        with _full_disk_reported(self.root):
+        ancestor = existing_ancestor(self.root)
+        with full_disk_reported(self.root):
             try:
                 handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".write-test-", suffix=".tmp")
             except OSError as error:
-                if error.errno not in _READ_ONLY:
+                if error.errno not in READ_ONLY_ERRORS:
                     raise
                 where = "" if ancestor == Path(os.path.abspath(self.root)) else f" (it would be created in {ancestor})"
                 raise ResultsDirectoryError(
@@ -376,23 +224,7 @@ class ResultsStore:
 
         The lock is the operating system's (``flock``), so a killed process never leaves a stale lock behind.
         """
-        path = self.lock_path(run_id)
-        key = os.path.realpath(path)
-        if key in _thread_locks() or fcntl is None:  # re-entered (run() holds it while save() takes it again)
-            return HeldLock(key, None)
-        with _full_disk_reported(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(handle)
-            return None
-        except BaseException:
-            os.close(handle)
-            raise
-        _thread_locks().add(key)
-        return HeldLock(key, handle)
+        return acquire_lock(self.lock_path(run_id), blocking)
 
     @contextlib.contextmanager
     def lock(self, run_id: str, blocking: bool = True) -> Iterator[bool]:
@@ -470,7 +302,7 @@ class ResultsStore:
 
     def _unchanged(self, entry: RecordEntry) -> bool:
         try:
-            return entry.identity is not None and _identity(os.lstat(entry.path)) == entry.identity
+            return entry.identity is not None and file_identity(os.lstat(entry.path)) == entry.identity
         except OSError:
             return False
 
