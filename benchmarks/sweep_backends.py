@@ -7,11 +7,11 @@ round runs every backend once, in rotating order so that drifts of a shared mach
 gives the median over ``--repetitions`` rounds and the speed-up against ``serial``. Every backend trains
 each run with the same thread count (``OPTBENCH_NUM_THREADS``, default 1), and the script checks that
 their records hold bit-identical metrics. ``serial, all cores`` (one run at a time with as many threads as
-cores; its low bits differ) shows what threads alone give. ``pool, warm`` reuses the workers an earlier
+cores; its low bits differ; ``--all-cores``) shows what threads alone give. ``pool, warm`` reuses the workers an earlier
 sweep of the process left (what a notebook's later sweeps get).
 
 Usage: ``python benchmarks/sweep_backends.py [--runs 12] [--epochs 3] [--image-size 8] [--repetitions 1]
-[--skip-ray]``. Target on a 2-core machine: ``pool`` at least 1.5× ``serial``.
+[--skip-ray] [--all-cores]``. Target on a 2-core machine: ``pool`` at least 1.5× ``serial``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.125)
     parser.add_argument("--repetitions", type=int, default=1)
     parser.add_argument("--skip-ray", action="store_true", help="leave out the ray backend (a local instance)")
+    parser.add_argument("--all-cores", action="store_true",
+                        help="also time serial with as many threads as cores (very slow on a loaded machine)")
     arguments = parser.parse_args()
 
     configs = sweep_configs(arguments.runs, arguments.epochs, arguments.image_size, arguments.width)
@@ -79,6 +81,8 @@ def main() -> None:
     }
     if arguments.skip_ray:
         del backends["ray"]
+    if not arguments.all_cores:
+        del backends["serial, all cores"]
     seconds = {name: [] for name in [*backends, "pool, warm"]}
     found_metrics = {name: [] for name in seconds}
     print(f"{len(configs)} runs: ResNet-18 width {arguments.width:g} on {arguments.image_size}×{arguments.image_size} digits, "

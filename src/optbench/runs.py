@@ -3,6 +3,8 @@
 Safe to interrupt and to run from several processes at once: a configuration is trained under its
 store lock (one process at a time; the others wait and load the record), from its last checkpoint if
 an earlier attempt was killed, and its record is written atomically before the checkpoint is deleted.
+It trains in this process with the thread count of every backend (``OPTBENCH_NUM_THREADS``, default 1),
+so its record equals what a sweep on any backend would make; sweeps use :func:`optbench.sweeps.run_sweep`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 
 from .checkpoints import check_checkpoint_every
 from .config import RunConfig
+from .executors import threads_per_run
 from .store import ResultsStore, remove_temporary_files
 from .training import preflight, train
 
@@ -32,6 +35,7 @@ def run(
     at once instead.
     """
     check_checkpoint_every(checkpoint_every)
+    threads_per_run()  # OPTBENCH_NUM_THREADS checked before anything is read or trained
     store = store if store is not None else ResultsStore()
     run_id = config.run_id
     entry = None if force else store.inspect(run_id)
@@ -55,7 +59,12 @@ def run(
             checkpoint.unlink(missing_ok=True)
         # files of atomic writes that a killed process left half written
         remove_temporary_files(checkpoint)
-        record = train(config, device=device, progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads_per_run())
+        try:
+            record = train(config, device=device, progress=progress, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+        finally:
+            torch.set_num_threads(threads)
         store.save(record)
         # only now: a crash between the two leaves a record and a stale checkpoint, never neither
         checkpoint.unlink(missing_ok=True)

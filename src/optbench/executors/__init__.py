@@ -3,8 +3,9 @@
 Chosen per build, without editing a notebook, by environment variables that :func:`optbench.sweeps.run_sweep`
 reads (and checks before anything trains):
 
-- ``OPTBENCH_EXECUTOR``: ``serial``, ``pool`` or ``ray``. Unset: ``pool`` where it is faster (runs on the
-  CPU, at least two of them missing and cores for at least two workers), else ``serial``.
+- ``OPTBENCH_EXECUTOR``: ``serial``, ``pool`` or ``ray``. Unset: where a pool can be faster (runs on the
+  CPU, two or more missing, cores for two workers), the first run trains in this process, timed, and a
+  pool takes over if the rest would take ``POOL_AFTER_SECONDS`` or more one at a time; else ``serial``.
 - ``OPTBENCH_WORKERS``: the pool's worker processes (default: cores // threads per run), or the most runs
   a Ray cluster trains at once (default: what its CPUs, or GPUs, allow).
 - ``OPTBENCH_RAY_ADDRESS``: the Ray cluster to use (``host:port``, ``ray://host:port`` or ``auto``);
@@ -25,7 +26,6 @@ import dataclasses
 import math
 import os
 import re
-import time
 import warnings
 from pathlib import Path
 
@@ -292,90 +292,6 @@ class Session:
         """Stop the workers; runs still in flight are abandoned (their checkpoints stay for a resume)."""
 
 
-class SerialSession(Session):
-    """Runs train one after the other in this process, with the sweep's thread count."""
-
-    def __init__(self, num_threads: int, device: str | None):
-        import torch
-
-        self.name, self.task_device = "serial", device
-        self.description = f"serial (this process, {num_threads} thread(s))"
-        self._previous_threads = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-        self._queue: list[RunTask] = []
-
-    def submit(self, task: RunTask) -> None:
-        self._queue.append(task)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._queue)
-
-    def wait(self):
-        task = self._queue.pop(0)
-        try:
-            return task, dataclasses.replace(train_task(task, in_worker=False), executor="serial")
-        except Exception as error:  # KeyboardInterrupt passes: the sweep stops at once
-            return task, Failed(error)
-
-    def close(self) -> None:
-        import torch
-
-        torch.set_num_threads(self._previous_threads)
-
-
-class AutoSession(Session):
-    """The default on a multi-core CPU: the first run trains in this process, timed; if the runs left
-    would take ``settings.pool_after_seconds`` or more that way, a pool takes over, else the sweep stays
-    serial (starting workers costs a few seconds, which a sweep of tiny runs never wins back). Where an
-    earlier sweep of this process left warm workers, the pool starts at once."""
-
-    def __init__(self, settings: ExecutorSettings, num_threads: int, num_runs: int, device_argument, device):
-        from .pool import PoolSession, has_idle_workers
-
-        self._serial = self._pool = None
-        if has_idle_workers(num_threads):  # an earlier sweep's workers are warm: nothing to win back
-            self._pool = PoolSession(settings, num_threads, num_runs, device)
-        else:
-            self._serial = SerialSession(num_threads, None if device_argument is None else str(device_argument))
-        self._arguments = (settings, num_threads, device)
-        self._left = num_runs
-        self._describe()
-
-    def _describe(self) -> None:
-        current = self._pool or self._serial
-        self.name, self.capacity, self.task_device = current.name, current.capacity, current.task_device
-        self.description = f"auto: {current.description}"
-
-    def submit(self, task: RunTask) -> None:
-        (self._pool or self._serial).submit(task)
-
-    @property
-    def in_flight(self) -> int:
-        return (self._pool or self._serial).in_flight
-
-    def wait(self):
-        if self._pool is not None:
-            return self._pool.wait()
-        started = time.perf_counter()
-        task, outcome = self._serial.wait()
-        self._left -= 1
-        settings, num_threads, device = self._arguments
-        if isinstance(outcome, Finished) and self._left * (time.perf_counter() - started) >= settings.pool_after_seconds:
-            from .pool import PoolSession
-
-            self._serial.close()
-            self._serial = None
-            self._pool = PoolSession(settings, num_threads, self._left, device)
-            self._describe()
-        return task, outcome
-
-    def close(self) -> None:
-        for session in (self._serial, self._pool):
-            if session is not None:
-                session.close()
-
-
 def choose(settings: ExecutorSettings, num_runs: int, device) -> str:
     """The backend for ``num_runs`` missing runs on ``device`` (a resolved torch device): the one the
     settings name, else ``auto`` (serial, then maybe a pool) on a CPU with cores for two workers, else serial."""
@@ -390,6 +306,8 @@ def choose(settings: ExecutorSettings, num_runs: int, device) -> str:
 def open_session(settings: ExecutorSettings, name: str, num_runs: int, device_argument, device) -> Session:
     """Start backend ``name`` (see :func:`choose`) for ``num_runs`` runs: ``device_argument`` is the sweep's
     ``device`` (None: CUDA if the worker has it), ``device`` what it resolves to here."""
+    from .serial import AutoSession, SerialSession
+
     threads = threads_per_run()
     if name == "serial":
         return SerialSession(threads, None if device_argument is None else str(device_argument))
