@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import itertools
 import warnings
 from typing import Any, Iterable
@@ -76,23 +77,24 @@ def run_sweep(
     entries = {} if force else {run_id: store.inspect(run_id) for run_id in unique}
     records = {run_id: entry.record for run_id, entry in entries.items() if entry is not None and entry.intact}
     missing = [run_id for run_id in unique if run_id not in records]
-    if missing:
-        preflight([unique[run_id] for run_id in missing], device)
-        store.check_writable()
+    if not missing:
+        return [records[config.run_id] for config in configs]
+    preflight([unique[run_id] for run_id in missing], device)
+    store.check_writable()
+    name = executors.choose(settings, len(missing), resolve_device(device))
+    session = executors.open_session(settings, name, len(missing), device, resolve_device(device))
+    try:  # the backend is up: only now are bad files reported (and corrupt ones moved aside) as recomputed
         for run_id in missing:
             if entries.get(run_id) is not None:
                 store.set_aside(entries[run_id], recomputed=True)
         for entry in store.entries(["stale"]):  # records of these configurations made by older code
             if entry.current_id in missing:
                 store.set_aside(entry, recomputed=True)
-    bar = tqdm(total=len(missing), desc=f"{description} ({len(records)} of {len(unique)} stored)",
-               disable=not progress or not missing)
-    if missing:
-        name = executors.choose(settings, len(missing), resolve_device(device))
-        session = executors.open_session(settings, name, len(missing), device, resolve_device(device))
-        bar.set_postfix_str(session.description)
-        _Driver(store, unique, session, settings, force, checkpoint_every, records, bar).run(missing)
-    bar.close()
+        with tqdm(total=len(missing), desc=f"{description} ({len(records)} of {len(unique)} stored)",
+                  postfix=session.description, disable=not progress) as bar:
+            _Driver(store, unique, session, settings, force, checkpoint_every, records, bar).run(missing)
+    finally:
+        session.close()
     return [records[config.run_id] for config in configs]
 
 
@@ -145,7 +147,8 @@ class _Driver:
         if self.force:
             checkpoint.unlink(missing_ok=True)
         remove_temporary_files(checkpoint)  # what a writer killed mid-write left
-        self.session.submit(RunTask(run_id, self.unique[run_id].to_dict(), self.session.task_device, str(checkpoint),
+        # absolute: a worker need not share the driver's working directory
+        self.session.submit(RunTask(run_id, self.unique[run_id].to_dict(), self.session.task_device, os.path.abspath(checkpoint),
                                     self.checkpoint_every, self.threads))
 
     def _settle(self, task: RunTask, outcome) -> None:

@@ -39,7 +39,7 @@ MAX_RETRIES = 2
 #: the default switches to a pool when the runs left would take this long in one process
 POOL_AFTER_SECONDS = 20.0
 #: how to get the optional Ray backend
-RAY_INSTALL = "pip install -e '.[ray]' in the optbench checkout (or pip install 'ray>=2.9')"
+RAY_INSTALL = "pip install -e '.[ray]' in the optbench checkout (or pip install 'ray>=2.40')"
 _RAY_ADDRESS = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
@@ -177,7 +177,7 @@ def check_environment() -> ExecutorSettings:
 def check_settings(settings: ExecutorSettings) -> ExecutorSettings:
     """Raise now what starting ``settings`` would: a pool larger than the cores, Ray not installed."""
     threads = threads_per_run()
-    if settings.name == "pool" and settings.workers is not None:
+    if settings.name in (None, "pool") and settings.workers is not None:  # the default may start a pool too
         check_pool_size(settings.workers, threads)
     if settings.name == "ray":
         require_ray()
@@ -289,7 +289,8 @@ class Session:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stop the workers; runs still in flight are abandoned (their checkpoints stay for a resume)."""
+        """Stop the workers; runs still in flight are abandoned (their checkpoints stay for a resume).
+        Closing twice does nothing more."""
 
 
 def choose(settings: ExecutorSettings, num_runs: int, device) -> str:
