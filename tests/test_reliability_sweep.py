@@ -51,8 +51,8 @@ def sweep_command(tmp_path, root, configs, *start_line):
     return [sys.executable, str(script), str(root), json.dumps([config.to_dict() for config in configs]), *map(str, start_line)]
 
 
-def subprocess_env() -> dict:
-    return {**os.environ, "OPTBENCH_NUM_THREADS": "1"}
+def subprocess_env(**variables) -> dict:
+    return {**os.environ, "OPTBENCH_NUM_THREADS": "1", **variables}
 
 
 def valid_record(path) -> dict:
@@ -78,7 +78,9 @@ def test_a_sweep_killed_in_the_middle_of_a_run_resumes_with_the_same_command(tmp
     configs = expand_grid(dict(optimizer="sgd", num_epochs=40, **TINY), lr=[0.05, 0.1, 0.2])
     first, second, third = (config.run_id for config in configs)
     command = sweep_command(tmp_path, root, configs)
-    process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # one run at a time, so that the kill lands between known points (test_executors kills the other backends)
+    env = subprocess_env(OPTBENCH_EXECUTOR="serial")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     checked = 0
     try:
@@ -106,7 +108,7 @@ def test_a_sweep_killed_in_the_middle_of_a_run_resumes_with_the_same_command(tmp
     checkpointed_epochs = len(torch.load(store.checkpoint_path(second), weights_only=True)["epochs"])
     assert 1 <= checkpointed_epochs < 40
 
-    rerun = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     checksums = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert store.path_for(first).read_bytes() == first_bytes  # the finished record was kept, not redone

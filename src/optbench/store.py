@@ -41,6 +41,19 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
+from .files import (  # noqa: F401  (re-exported: the file operations the store offered before files.py)
+    READ_ONLY_ERRORS,
+    HeldLock,
+    NoSpaceLeftError,
+    acquire_lock,
+    existing_ancestor,
+    file_identity,
+    file_kind,
+    full_disk_reported,
+    read_regular_file,
+    remove_temporary_files,
+    write_atomically,
+)
 from .records import (  # noqa: F401  (re-exported: the record format's names, for readers of the store)
     EPOCH_METRICS,
     INTEGER_METRICS,
@@ -59,21 +72,9 @@ from .records import (  # noqa: F401  (re-exported: the record format's names, f
     seal_record,
 )
 
-from .files import (  # noqa: F401  (re-exported: what checkpoints and callers of the store use)
-    READ_ONLY_ERRORS,
-    HeldLock,
-    NoSpaceLeftError,
-    acquire_lock,
-    existing_ancestor,
-    file_identity,
-    file_kind,
-    full_disk_reported,
-    read_regular_file,
-    remove_temporary_files,
-    write_atomically,
-)
-
 RESULTS_DIR_VARIABLE = "OPTBENCH_RESULTS_DIR"
+
+
 class CorruptRecordWarning(UserWarning):
     """A file named like a record could not be trusted; it was moved aside (or left in place) and skipped."""
 
