@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -229,6 +230,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: Ray's token authentication (the default of clusters new Ray versions start), with a token of these tests: what
+#: a driver of a secured cluster is given, and nothing is read from or written to ~/.ray
+RAY_TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+@pytest.fixture
+def ray_token(monkeypatch):
+    for name, value in RAY_TOKEN.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A Ray cluster of one node on the loopback interface, started as a user would (``ray start --head``)."""
@@ -237,7 +249,8 @@ def ray_cluster(tmp_path_factory):
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
     with open(log, "w") as stream:
-        head = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **RAY_TOKEN})
     try:
         deadline = time.monotonic() + 90
         while "will now block forever" not in log.read_text():
@@ -253,7 +266,7 @@ def ray_cluster(tmp_path_factory):
             head.wait()
 
 
-def test_ray_on_a_cluster_by_address_gives_the_serial_records(serial_records, ray_cluster, tmp_path, monkeypatch):
+def test_ray_on_a_cluster_by_address_gives_the_serial_records(serial_records, ray_cluster, ray_token, tmp_path, monkeypatch):
     address, _ = ray_cluster
     monkeypatch.setenv("OPTBENCH_EXECUTOR", "ray")
     monkeypatch.setenv("OPTBENCH_RAY_ADDRESS", address)
@@ -264,7 +277,7 @@ def test_ray_on_a_cluster_by_address_gives_the_serial_records(serial_records, ra
         check_record(parse_record(store.path_for(record["id"]).read_bytes()), record["id"])
 
 
-def test_a_ray_worker_killed_mid_run_is_retried(serial_records, ray_cluster, tmp_path):
+def test_a_ray_worker_killed_mid_run_is_retried(serial_records, ray_cluster, ray_token, tmp_path):
     address, head = ray_cluster
     store = ResultsStore(tmp_path / "ray")
     killer = Killer(store.checkpoint_path(LONG.run_id), "ray::train_run", head)
@@ -278,7 +291,7 @@ def test_a_ray_worker_killed_mid_run_is_retried(serial_records, ray_cluster, tmp
     assert_same_records([record], serial_records, "ray")
 
 
-def test_a_sweep_killed_on_the_pool_finishes_on_a_local_ray_instance_with_the_same_records(serial_records, tmp_path):
+def test_a_sweep_killed_on_the_pool_finishes_on_a_local_ray_instance_with_the_same_records(serial_records, ray_token, tmp_path):
     store = ResultsStore(tmp_path / "store")
     configs = [*GRID[:2], LONG, *GRID[2:]]
     driver = start_driver(tmp_path, store.root, configs, "pool")

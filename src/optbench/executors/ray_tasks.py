@@ -11,6 +11,7 @@ directory, so a retry there resumes too, and the record always travels back to t
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -116,7 +117,11 @@ class RaySession(Session):
             ray.init(**options, log_to_driver=False, logging_level=logging.WARNING)
         except Exception as error:
             where = f"connect to the Ray cluster at {RAY_ADDRESS_VARIABLE} {address!r}" if address else "start a local Ray instance"
-            raise ExecutorUnavailableError(f"could not {where}: {error}") from None
+            hint = ""
+            if address and "RAY_AUTH_MODE" not in os.environ:  # Ray's token authentication, the default of new clusters
+                hint = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token and give its token "
+                        "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token), as for any Ray driver")
+            raise ExecutorUnavailableError(f"could not {where}: {error}{hint}") from None
         self._started = True
 
     def submit(self, task: RunTask) -> None:
