@@ -218,3 +218,14 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_ignored_without_being_opened
         record = train(config, progress=False, checkpoint_path=checkpoint)
     assert record["provenance"]["resumed_from_epoch"] is None
     assert untimed(record) == untimed(train(config, progress=False))
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_never_created(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    store.lock_path(CONFIG.run_id).parent.mkdir(parents=True)
+    target = tmp_path / "elsewhere" / "created-through-the-link"
+    target.parent.mkdir()
+    store.lock_path(CONFIG.run_id).symlink_to(target)
+    with pytest.raises(OSError, match="the lock file is a symbolic link, not a regular file; remove it"):
+        run_sweep([CONFIG], store, progress=False, executor="serial")
+    assert not target.exists() and not store.path_for(CONFIG.run_id).exists()

@@ -199,7 +199,18 @@ def acquire_lock(path: Path, blocking: bool = True) -> HeldLock | None:
         return HeldLock(key, None)
     with full_disk_reported(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:  # never through a link, never blocking on a FIFO
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+            handle = os.open(path, flags, 0o644)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise OSError(errno.ELOOP, f"the lock file is {file_kind(os.lstat(path).st_mode)}, not a regular file; "
+                                       "remove it", str(path)) from None
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        kind = file_kind(os.fstat(handle).st_mode)
+        os.close(handle)
+        raise OSError(errno.EINVAL, f"the lock file is {kind}, not a regular file; remove it", str(path))
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:

@@ -199,7 +199,7 @@ def stale_reason(config: dict) -> tuple[str, str | None] | None:
     try:
         current = RunConfig.from_dict(config)
     except Exception as error:  # a setting renamed or removed, a value the code now rejects
-        return f"its configuration is no longer valid: {error}", None
+        return f"its configuration is no longer valid under the current code: {error}", None
     if current.run_id == stored_config_id(config):  # equal canonical JSON: nothing changed
         return None
     changes = "; ".join(config_changes(config, current.to_dict())) or "the rule that makes ids changed"
