@@ -96,7 +96,8 @@ class RaySession(Session):
             self.task_device = "cuda" if use_gpu else (None if device_argument is None else str(device_argument))
             where = settings.ray_address or "a local instance"
             self.description = f"ray ({where}; {self.capacity} runs at once, {num_threads} CPU(s){' + 1 GPU' if use_gpu else ''} each)"
-            self._remote = ray.remote(train_run).options(num_cpus=num_threads, num_gpus=1 if use_gpu else 0, max_retries=0)
+            self._remote = ray.remote(train_run)
+            self._resources = dict(num_cpus=num_threads, num_gpus=1 if use_gpu else 0)
             self._deaths = tuple(getattr(ray.exceptions, name) for name in _DEATHS if hasattr(ray.exceptions, name))
         except BaseException:
             self.close()
@@ -125,7 +126,10 @@ class RaySession(Session):
         self._started = True
 
     def submit(self, task: RunTask) -> None:
-        self._refs[self._remote.remote(task, self._driver_node)] = task
+        # named by its run, in Ray's dashboard and in the worker's process title (ray::optbench:<run id>);
+        # retries are the sweep's, which knows which run died
+        options = dict(self._resources, max_retries=0, name=f"optbench:{task.run_id}")
+        self._refs[self._remote.options(**options).remote(task, self._driver_node)] = task
 
     @property
     def in_flight(self) -> int:
