@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +131,31 @@ def test_warnings_of_a_worker_reach_the_driver(serial_records, tmp_path):
     with pytest.warns(CheckpointWarning, match=f"ignoring checkpoint .*{config.run_id}.pt.*starts from scratch"):
         records = run_sweep(GRID, store, progress=False, executor="pool")
     assert_same_records(records, serial_records, "pool")
+
+
+def test_a_profile_names_the_backend_and_the_environment_overrides_it(tmp_path, monkeypatch):
+    from optbench import book
+
+    repository = Path(__file__).resolve().parents[1]
+    for item in ("notebooks", "profiles"):
+        shutil.copytree(repository / item, tmp_path / item)
+    (tmp_path / "profiles" / "cluster.yaml").write_text("executor: pool\n")
+    assert "study1_optimizers" in book.load_profile("cluster", tmp_path, check_data=False)
+    applied = {}
+
+    def record_environment(*arguments, **keywords):  # what the kernel of the first notebook would inherit
+        applied["executor"] = os.environ.get("OPTBENCH_EXECUTOR")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("papermill.execute_notebook", record_environment)
+    for environment, expected in ((None, "pool"), ("serial", "serial")):
+        if environment is None:
+            monkeypatch.delenv("OPTBENCH_EXECUTOR", raising=False)
+        else:
+            monkeypatch.setenv("OPTBENCH_EXECUTOR", environment)
+        with pytest.raises(KeyboardInterrupt):
+            book.execute_notebooks("cluster", tmp_path, log=lambda line: None)
+        assert applied["executor"] == expected
 
 
 def test_an_error_in_a_worker_reaches_the_driver(tmp_path):
