@@ -6,7 +6,9 @@ is trained from an empty store by each backend in turn, in one process, and time
 round runs every backend once, in rotating order so that drifts of a shared machine hit all alike; the table
 gives the median over ``--repetitions`` rounds and the speed-up against ``serial``. Every backend trains
 each run with the same thread count (``OPTBENCH_NUM_THREADS``, default 1), and the script checks that
-their records hold bit-identical metrics. ``serial, all cores`` (one run at a time with as many threads as
+their records hold bit-identical metrics. ``cores used`` is the CPU time of the benchmark's processes
+over the wall time: on a machine shared with other work, a pool that gets less than its cores shows it.
+``serial, all cores`` (one run at a time with as many threads as
 cores; its low bits differ; ``--all-cores``) shows what threads alone give. ``pool, warm`` reuses the workers an earlier
 sweep of the process left (what a notebook's later sweeps get).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -43,14 +46,43 @@ def metrics(records: list[dict]) -> list:
     return [[{key: value for key, value in row.items() if key not in TIMED} for row in record["epochs"]] for record in records]
 
 
-def timed_sweep(configs, directory: Path, executor, threads: int | None = None) -> tuple[float, list]:
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            frontier += children
+    return found
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and every process below it, living or reaped (Linux): what the sweep used."""
+    total = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                for field in ("ru_utime", "ru_stime"))
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in _descendants(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime of a living descendant
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def timed_sweep(configs, directory: Path, executor, threads: int | None = None) -> tuple[float, float, list]:
     previous = os.environ.get(executors.THREADS_VARIABLE)
     if threads is not None:
         os.environ[executors.THREADS_VARIABLE] = str(threads)
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         records = run_sweep(configs, ResultsStore(directory), progress=False, executor=executor)
-        return time.perf_counter() - started, metrics(records)
+        elapsed = time.perf_counter() - started
+        return elapsed, (cpu_seconds() - cpu) / elapsed, metrics(records)
     finally:
         if threads is not None:
             if previous is None:
@@ -84,6 +116,7 @@ def main() -> None:
     if not arguments.all_cores:
         del backends["serial, all cores"]
     seconds = {name: [] for name in [*backends, "pool, warm"]}
+    cores_used = {name: [] for name in seconds}
     found_metrics = {name: [] for name in seconds}
     print(f"{len(configs)} runs: ResNet-18 width {arguments.width:g} on {arguments.image_size}×{arguments.image_size} digits, "
           f"{arguments.epochs} epochs; {cores} cores, {threads} thread(s) per run")
@@ -100,17 +133,20 @@ def main() -> None:
                     stop_idle_workers()
                 else:
                     results = [(name, backends[name](directory))]
-                for label, (elapsed, found) in results:
+                for label, (elapsed, cores, found) in results:
                     seconds[label].append(elapsed)
+                    cores_used[label].append(cores)
                     found_metrics[label].append(found)
     reference = found_metrics["serial"][0]
     serial = statistics.median(seconds["serial"])
-    print(f"{'backend':<20}{'seconds':>10}{'speed-up':>10}  identical metrics")
+    print(f"{'backend':<20}{'seconds':>10}{'speed-up':>10}{'cores used':>12}  identical metrics")
     for name, values in seconds.items():
         median = statistics.median(values)
         identical = all(found == reference for found in found_metrics[name])
         same = "n/a (other threads)" if name == "serial, all cores" else ("yes" if identical else "NO")
-        print(f"{name:<20}{median:>10.1f}{serial / median:>9.2f}×  {same}")
+        # Ray's worker processes end outside this process's accounting
+        cores = "n/a" if name == "ray" else f"{statistics.median(cores_used[name]):.2f}"
+        print(f"{name:<20}{median:>10.1f}{serial / median:>9.2f}×{cores:>12}  {same}")
     pool = serial / statistics.median(seconds["pool"])
     print(f"pool / serial: {pool:.2f}× (target ≥ {POOL_TARGET}×: {'met' if pool >= POOL_TARGET else 'not met'})")
 
