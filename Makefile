@@ -23,4 +23,4 @@ test: venv
 	$(PYTHON) -m pytest
 
 clean:
-	rm -rf _build book/studies/*.ipynb book/intro.ipynb
+	rm -rf _build book/studies/*.ipynb book/intro.ipynb book/methods.ipynb

@@ -22,7 +22,7 @@ from optbench.config import RunConfig
 from optbench.data import DatasetUnavailableError
 from optbench.runs import run
 from optbench.store import ResultsStore
-from optbench.studies import optimizer_comparison
+from optbench.studies import STUDIES
 from optbench.sweeps import expand_grid, run_sweep
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -109,9 +109,12 @@ CASES = [
     Case("profile: validation fraction above 1", lambda ctx: ctx.study_parameter("validation_fraction", "1.5"), ("1.5", "(0, 1)")),
     Case("profile: negative model width", lambda ctx: ctx.study_parameter("model_width", "-0.5"), ("-0.5", "> 0")),
     # ---- notebook parameters, as papermill injects them -----------------------------------------------
-    Case("notebook: zero batch size", lambda ctx: optimizer_comparison.validate_parameters({"batch_size": 0}), ("batch_size 0", "> 0")),
-    Case("notebook: negative seed", lambda ctx: optimizer_comparison.validate_parameters({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
-    Case("notebook: Padam's p above 1/2", lambda ctx: optimizer_comparison.validate_parameters({"padam_p": 0.7}), ("p 0.7", "1/2")),
+    Case("notebook: zero batch size", lambda ctx: STUDIES["study1_optimizers"].validate({"batch_size": 0}), ("batch_size 0", "> 0")),
+    Case("notebook: negative seed", lambda ctx: STUDIES["study1_optimizers"].validate({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
+    Case("notebook: Padam's p above 1/2", lambda ctx: STUDIES["study1_optimizers"].validate({"hyperparameters": {"padam": {"p": 0.7}}}),
+         ("p 0.7", "1/2")),
+    Case("notebook: one selection seed", lambda ctx: STUDIES["study1_optimizers"].validate({"selection_seeds": [3]}),
+         ("selection_seeds [3]", "at least two")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------

@@ -18,21 +18,15 @@ from typing import Any, Callable
 import yaml
 
 from .data import DatasetUnavailableError
-from .studies import optimizer_comparison
+from .progress import PROGRESS_FILE_VARIABLE, ProgressRelay
+from .studies import STUDIES
 
-#: notebook name → (source under notebooks/, executed copy in the book tree); the intro runs last
-#: because it reads the compute totals of every study's records
-NOTEBOOKS = {
-    "study1_optimizers": ("notebooks/study1_optimizers.md", "book/studies/study1_optimizers.ipynb"),
-    "intro": ("notebooks/intro.md", "book/intro.ipynb"),
-}
+#: notebooks of the book that are not studies: they run after the studies, whose records they read
+PAGES = {"methods": ("notebooks/methods.md", "book/methods.ipynb"), "intro": ("notebooks/intro.md", "book/intro.ipynb")}
+#: notebook name → (source under notebooks/, executed copy in the book tree): the registered studies, then the pages
+NOTEBOOKS = {**{name: (study.source, study.executed) for name, study in STUDIES.items()}, **PAGES}
 PROFILE_KEYS = ("description", "notebooks")
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-#: checks of a notebook's parameter values, run for every notebook before any of them executes
-VALIDATORS: dict[str, Callable[..., Any]] = {
-    "study1_optimizers": optimizer_comparison.validate_parameters,
-}
 
 
 class ProfileError(ValueError):
@@ -91,9 +85,9 @@ def load_profile(profile: str, root: Path, check_data: bool = True) -> dict[str,
             settable = ", ".join(sorted(set(allowed) - {"profile"}))
             raise ProfileError(f"{path}: unknown parameter(s) {', '.join(map(repr, unknown))} for notebook {name!r}; allowed: {settable}")
         values = {**{key: value for key, value in allowed.items()}, **section, "profile": profile}
-        if name in VALIDATORS:
+        if name in STUDIES:
             try:
-                VALIDATORS[name](values, check_data=check_data)
+                STUDIES[name].validate(values, check_data=check_data)
             except (ValueError, TypeError, DatasetUnavailableError) as error:
                 raise ProfileError(f"{path}: notebook {name!r}: {error}") from None
         parameters[name] = {**section, "profile": profile}
@@ -114,9 +108,6 @@ def hide_injected_parameters(path: Path) -> None:
 
 def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
     """Execute the notebooks (all, or those in ``only``) with ``profile``; return seconds per notebook."""
-    import jupytext
-    import papermill
-
     root = Path(root).resolve()
     parameters = load_profile(profile, root)
     names = list(NOTEBOOKS) if not only else only
@@ -125,21 +116,75 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
         raise ProfileError(f"unknown notebook(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(NOTEBOOKS)}")
     os.environ.setdefault("OPTBENCH_RESULTS_DIR", str(root / "results"))
     seconds = {}
-    for name in names:
-        source, target = (root / part for part in NOTEBOOKS[name])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        log(f"executing {source.relative_to(root)} with profile {profile!r} -> {target.relative_to(root)}")
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as directory:
-            unexecuted = Path(directory) / f"{name}.ipynb"
-            jupytext.write(jupytext.read(source), unexecuted)
-            partial = target.with_suffix(".partial.ipynb")
-            papermill.execute_notebook(
-                str(unexecuted), str(partial), parameters=parameters[name], cwd=str(root), kernel_name="python3",
-                progress_bar=False, log_output=True,
-            )
-        hide_injected_parameters(partial)
-        partial.replace(target)
-        seconds[name] = time.perf_counter() - started
-        log(f"  {name}: {seconds[name]:.1f} s")
+    with tempfile.TemporaryDirectory() as progress_directory:
+        progress_file = Path(progress_directory) / "progress.log"
+        # the kernels inherit it: their bars reach this terminal, not the executed notebooks
+        os.environ[PROGRESS_FILE_VARIABLE] = str(progress_file)
+        try:
+            with ProgressRelay(progress_file):
+                for name in names:
+                    seconds[name] = _execute_one(name, profile, root, parameters[name], log)
+        finally:
+            os.environ.pop(PROGRESS_FILE_VARIABLE, None)
     return seconds
+
+
+def _execute_one(name: str, profile: str, root: Path, parameters: dict, log: Callable[[str], None]) -> float:
+    """Execute notebook ``name`` into the book tree with ``parameters``; return its seconds."""
+    import jupytext
+    import papermill
+
+    source, target = (root / part for part in NOTEBOOKS[name])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log(f"executing {source.relative_to(root)} with profile {profile!r} -> {target.relative_to(root)}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as directory:
+        unexecuted = Path(directory) / f"{name}.ipynb"
+        jupytext.write(jupytext.read(source), unexecuted)
+        partial = target.with_suffix(".partial.ipynb")
+        papermill.execute_notebook(
+            str(unexecuted), str(partial), parameters=parameters, cwd=str(root), kernel_name="python3",
+            progress_bar=False, log_output=False,
+        )
+    hide_injected_parameters(partial)
+    partial.replace(target)
+    seconds = time.perf_counter() - started
+    log(f"  {name}: {seconds:.1f} s")
+    return seconds
+
+
+def chapter_table():
+    """The book's study chapters as a numbered table (for the introduction), read from the study registry."""
+    import pandas as pd
+
+    from .report import show_table
+
+    frame = pd.DataFrame({
+        "chapter": [f"{{ref}}`{name.split('_')[0]}`" for name in STUDIES],
+        "reproduces": [("report " if len(study.reports) == 1 else "reports ") + " and ".join(study.reports) for study in STUDIES.values()],
+        "question": [study.question for study in STUDIES.values()],
+    })
+    return show_table(frame, "The study chapters of this book.", "tbl-chapters", numeric_columns=[])
+
+
+def methods_tables():
+    """(networks, optimizers) the registered chapters train at their default settings, as numbered tables
+    for the methods page: each network's description, each optimizer's registry description and defaults."""
+    import pandas as pd
+
+    from . import models, optim, styles
+    from .report import show_table
+
+    configs = [config for study in STUDIES.values() for config in study.planned_runs(study.settings())]
+    used_models = sorted({config.model for config in configs}, key=models.available_models().index)
+    used_optimizers = list(dict.fromkeys(name for name in styles.STYLES if name in {config.optimizer for config in configs}))
+    networks = pd.DataFrame({"network": used_models, "what it is": [models.DESCRIPTIONS[name] for name in used_models]})
+    optimizers = pd.DataFrame({
+        "optimizer": [styles.label(name) for name in used_optimizers],
+        "registry name": [f"`{name}`" for name in used_optimizers],
+        "what it is": [optim.spec(name).description for name in used_optimizers],
+        "defaults": [", ".join(f"{key} {value}" for key, value in optim.default_hyperparameters(name).items()) for name in used_optimizers],
+    })
+    return (show_table(networks, "The networks the chapters train.", "tbl-methods-networks", numeric_columns=[]),
+            show_table(optimizers, "The optimizers the chapters compare, with the registry's defaults.", "tbl-methods-optimizers",
+                       numeric_columns=[]))

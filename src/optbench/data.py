@@ -31,6 +31,15 @@ _HOW_TO_SUPPLY = {
     "cifar100": "extract cifar-100-python.tar.gz so that {root}/cifar-100-python/ exists",
 }
 
+#: what the book says about each dataset: its title, native image size and split sizes (digits: after our split)
+DATASET_INFO = {
+    "digits": {"title": "scikit-learn's handwritten digits", "image_size": 8, "train_examples": 1347, "test_examples": 450},
+    "mnist": {"title": "MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000},
+    "fashion_mnist": {"title": "Fashion-MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000},
+    "cifar10": {"title": "CIFAR-10", "image_size": 32, "train_examples": 50000, "test_examples": 10000},
+    "cifar100": {"title": "CIFAR-100", "image_size": 32, "train_examples": 50000, "test_examples": 10000},
+}
+
 #: the digits test split is fixed for every run, so that test numbers are comparable across seeds
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0

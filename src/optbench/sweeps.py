@@ -6,7 +6,7 @@ import itertools
 from typing import Any, Iterable
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .checkpoints import check_checkpoint_every
 from .config import RunConfig
@@ -66,7 +66,7 @@ def run_sweep(
     missing = set(unique) - set(records)
     preflight([unique[run_id] for run_id in missing], device)
     busy = []
-    bar = tqdm(total=len(missing), desc=f"{description} ({len(unique) - len(missing)} of {len(unique)} stored)", disable=not progress or not missing)
+    bar = progress_bar(total=len(missing), desc=f"{description} ({len(unique) - len(missing)} of {len(unique)} stored)", disable=not progress or not missing)
 
     def settle(run_id: str, wait: bool) -> None:
         # one bar for the sweep; per-epoch bars of each run would drown it

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import __version__, checkpoints, data, models, optim, protocol
 from .config import RunConfig, canonical_json
@@ -232,7 +232,7 @@ def train(
 
     status, diverged_epoch = "finished", None
     start_epoch = len(epochs)
-    bar = tqdm(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
+    bar = progress_bar(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
                initial=start_epoch, total=config.num_epochs)
     for epoch in bar:
         model.train()
