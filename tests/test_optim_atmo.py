@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import copy
-import io
 import math
 
 import pytest
 import torch
-from torch import nn
 
 from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.atmo import ATMO
 from optbench.protocol import call_epoch_hook, optimizer_step
 
-DTYPE = torch.float64
-
-
-def tiny_model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).to(DTYPE)
-
-
-def batches(count: int, seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(8, 4, generator=generator, dtype=DTYPE), torch.randn(8, 2, generator=generator, dtype=DTYPE))
-        for _ in range(count)
-    ]
-
-
-def train(model, optimizer, data, before_step=None):
-    for index, (inputs, targets) in enumerate(data):
-        if before_step is not None:
-            before_step(index)
-        optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
-
-
-def assert_same_parameters(first: nn.Module, second: nn.Module, rtol=1e-12, atol=1e-14):
-    for a, b in zip(first.parameters(), second.parameters()):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+from optim_helpers import (
+    DTYPE,
+    assert_same_parameters,
+    regression_batches,
+    round_trip,
+    run_with_gradients,
+    tiny_model,
+    train,
+)
 
 
 def reference_adam_sgd_weighted(thetas, grads, *, lr, momentum, betas, eps, weight_decay, sgd_weight,
@@ -79,18 +60,6 @@ def reference_adam_sgd_weighted(thetas, grads, *, lr, momentum, betas, eps, weig
     return trajectory
 
 
-def run_with_given_gradients(optimizer_class, thetas, grads, **hyperparameters):
-    params = [t.clone().requires_grad_() for t in thetas]
-    optimizer = optimizer_class(params, **hyperparameters)
-    trajectory = []
-    for step_grads in grads:
-        for param, g in zip(params, step_grads):
-            param.grad = g.clone()
-        optimizer.step()
-        trajectory.append([p.detach().clone() for p in params])
-    return trajectory
-
-
 def random_problem(seed=0, steps=4):
     generator = torch.Generator().manual_seed(seed)
     shapes = [(3, 4), (4,), (2, 1, 3, 3)]
@@ -107,7 +76,8 @@ def test_first_steps_match_the_authors_update(sgd_weight, adam_weight, amsgrad, 
     grads = [[g / (1 + 3 * k) for g in step_grads] for k, step_grads in enumerate(grads)]
     hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.01,
                            sgd_weight=sgd_weight, adam_weight=adam_weight, amsgrad=amsgrad)
-    ours = run_with_given_gradients(ATMO, thetas, grads, fused=fused, **hyperparameters)
+    params = [t.clone().requires_grad_() for t in thetas]
+    ours = run_with_gradients(ATMO(params, fused=fused, **hyperparameters), params, grads)
     expected = reference_adam_sgd_weighted(thetas, grads, **hyperparameters)
     for step_ours, step_expected in zip(ours, expected):
         for a, b in zip(step_ours, step_expected):
@@ -118,7 +88,7 @@ def test_sgd_limit_is_torch_sgd_with_momentum():
     model, reference_model = tiny_model(), tiny_model()
     ours = ATMO(model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01, sgd_weight=1.0, adam_weight=0.0)
     reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01)
-    data = batches(12)
+    data = regression_batches(12)
     train(model, ours, data)
     train(reference_model, reference, data)
     assert_same_parameters(model, reference_model)
@@ -136,7 +106,7 @@ def test_sgd_limit_follows_a_momentum_schedule_like_torch_sgd():
     def set_momentum(optimizer):
         return lambda index: optimizer.param_groups[0].update(momentum=schedule[index])
 
-    data = batches(len(schedule))
+    data = regression_batches(len(schedule))
     train(model, ours, data, before_step=set_momentum(ours))
     train(reference_model, reference, data, before_step=set_momentum(reference))
     assert_same_parameters(model, reference_model)
@@ -169,7 +139,7 @@ def test_adam_limit_is_torch_adam(amsgrad):
                 adam_weight=1.0, amsgrad=amsgrad)
     reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, betas=betas, eps=1e-3, weight_decay=0.02,
                                  amsgrad=amsgrad, foreach=False)
-    data = batches(15)
+    data = regression_batches(15)
     train(model, ours, data)
     train(reference_model, reference, data)
     assert_same_parameters(model, reference_model)
@@ -221,15 +191,8 @@ def test_dynamic_run_matches_the_authors_update_epoch_by_epoch(fused):
         torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-14)
 
 
-def roundtrip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
-
-
 def test_state_dict_restores_weights_and_continuation():
-    data = batches(10)
+    data = regression_batches(10)
     model = tiny_model()
     optimizer = ATMO(model.parameters(), dynamic_weights=True)
     call_epoch_hook(optimizer, 3, 10)
@@ -237,7 +200,7 @@ def test_state_dict_restores_weights_and_continuation():
 
     resumed_model = copy.deepcopy(model)
     resumed = ATMO(resumed_model.parameters(), dynamic_weights=True)
-    resumed.load_state_dict(roundtrip(optimizer.state_dict()))
+    resumed.load_state_dict(round_trip(optimizer.state_dict()))
     assert resumed.param_groups[0]["adam_weight"] == pytest.approx(0.7)
     assert resumed.param_groups[0]["sgd_weight"] == pytest.approx(0.3)
 
