@@ -12,6 +12,7 @@ import torch_optimizer
 from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.adahessian import AdaHessian
 from optbench.protocol import gradient_evaluations_per_step, optimizer_step
+from optbench.verification import record_probes
 
 from optim_helpers import (
     DTYPE,
@@ -24,20 +25,6 @@ from optim_helpers import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
-
-
-def record_probes(optimizer):
-    """Spy on the optimizer's Rademacher draws."""
-    drawn = []
-    sample = optimizer.rademacher_probes
-
-    def recording(params):
-        probes = sample(params)
-        drawn.append([z.clone() for z in probes])
-        return probes
-
-    optimizer.rademacher_probes = recording
-    return drawn
 
 
 @pytest.mark.parametrize("hessian_power, weight_decay", [(1.0, 5e-3), (0.5, 0.0)])
