@@ -59,9 +59,15 @@ def test_validation_split_and_kfold_partition_the_examples():
     train, validation = data.validation_split(labels, 0.2, seed=3)
     assert len(validation) == 20 and set(train.tolist()).isdisjoint(validation.tolist())
     assert torch.bincount(labels[validation]).tolist() == [4] * 5
-    folds = data.kfold_splits(100, 4, seed=0)
+    folds = [data.stratified_fold(labels, 4, fold, seed=0) for fold in range(4)]
     held_out = torch.cat([fold[1] for fold in folds]).sort().values
     assert torch.equal(held_out, torch.arange(100))
+    for train_part, held in folds:
+        assert torch.bincount(labels[held]).tolist() == [5] * 5 and set(train_part.tolist()).isdisjoint(held.tolist())
+    with pytest.raises(ValueError, match="invalid num_folds 1"):
+        data.stratified_fold(labels, 1, 0, seed=0)
+    with pytest.raises(ValueError, match="the rarest class has 3 training example"):
+        data.stratified_fold(torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]), 4, 0, seed=0)
 
 
 def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):

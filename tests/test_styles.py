@@ -30,3 +30,10 @@ def test_variants_keep_their_look_everywhere():
         styles.register_variants("padam", ["Padam p=1/4 (test)", "Padam p=1/16 (test)"])
     with pytest.raises(ValueError, match="no style for 'adamx'"):
         styles.style("adamx")
+
+
+def test_variance_reduced_markers_are_filled_so_they_can_share_a_figure_with_the_others():
+    # seaborn raises "Filled and line art markers cannot be mixed"; study 4 draws SVRG and STORM beside SGD and Adam
+    from matplotlib.markers import MarkerStyle
+
+    assert all(MarkerStyle(styles.style(name).marker).is_filled() for name in ("sgd", "adam", "adagrad", "svrg", "storm"))

@@ -11,6 +11,8 @@ from . import data, models, optim
 
 SCHEDULERS = ("none", "multistep", "cosine")
 INITS = ("default", "metainit")
+#: settings that enter a run's configuration (and id) only when set
+OPTIONAL_FIELDS = ("num_folds", "fold", "metainit_steps")
 _SCHEDULER_OPTIONS = {"none": (), "multistep": ("milestones", "gamma"), "cosine": ("eta_min",)}
 
 
@@ -34,6 +36,12 @@ class RunConfig:
     ``validation_fraction`` > 0 holds out that stratified fraction of the training set (a fixed split,
     the same for every seed) and evaluates on it instead of the test set, for hyperparameter selection.
     ``max_train_examples`` trains on a fixed subset (the same for every seed), for quick profiles.
+    ``num_folds`` and ``fold`` (both or neither) train on every part of a stratified ``num_folds``-fold split
+    of the training examples but part ``fold`` (counted from 0), and evaluate on that held-out part instead
+    of the test set, for cross-validation; the split is fixed, the same for every seed, and taken after
+    ``max_train_examples``. ``metainit_steps`` sets MetaInit's steps with ``init="metainit"`` (None: the
+    default of :func:`optbench.metainit.metainit`). These three enter the run id only when set, so the ids of
+    other runs do not change.
     """
 
     optimizer: str
@@ -51,6 +59,9 @@ class RunConfig:
     validation_fraction: float = 0.0
     max_train_examples: int | None = None
     init: str = "default"
+    num_folds: int | None = None
+    fold: int | None = None
+    metainit_steps: int | None = None
 
     def __post_init__(self):
         self.validate()
@@ -75,8 +86,14 @@ class RunConfig:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in [0, 1)")
         if not isinstance(self.augment, bool):
             raise ValueError(f"invalid augment {self.augment!r}: it must be true or false")
+        self._validate_fold()
         if self.init not in INITS:
             raise ValueError(f"invalid init {self.init!r}: allowed {', '.join(INITS)}")
+        if self.metainit_steps is not None:
+            _positive_int("metainit_steps", self.metainit_steps)
+            if self.init != "metainit":
+                raise ValueError(f"invalid metainit_steps {self.metainit_steps!r} with init {self.init!r}: MetaInit's steps "
+                                 "need init 'metainit'; leave metainit_steps unset")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; available: {', '.join(SCHEDULERS)}")
         unknown = sorted(set(self.scheduler_options) - set(_SCHEDULER_OPTIONS[self.scheduler]))
@@ -94,8 +111,24 @@ class RunConfig:
 
         optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
 
+    def _validate_fold(self) -> None:
+        if self.num_folds is None and self.fold is None:
+            return
+        if not isinstance(self.num_folds, int) or isinstance(self.num_folds, bool) or self.num_folds < 2:
+            raise ValueError(f"invalid num_folds {self.num_folds!r}: cross-validation needs an integer number of folds >= 2")
+        if not isinstance(self.fold, int) or isinstance(self.fold, bool) or not 0 <= self.fold < self.num_folds:
+            raise ValueError(f"invalid fold {self.fold!r}: give the held-out fold, an integer from 0 to {self.num_folds - 1}")
+        if self.validation_fraction:
+            raise ValueError(f"invalid validation_fraction {self.validation_fraction!r} with num_folds {self.num_folds}: a run "
+                             "holds out either a fold or a validation fraction; set validation_fraction to 0")
+
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        values = asdict(self)
+        # fields added after records existed: left out while unset, so that older run ids stay valid
+        for name in OPTIONAL_FIELDS:
+            if values[name] is None:
+                del values[name]
+        return _jsonable(values)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":

@@ -228,11 +228,21 @@ def validation_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     return torch.from_numpy(np.sort(train_index)), torch.from_numpy(np.sort(validation_index))
 
 
-def kfold_splits(num_examples: int, num_folds: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(train, held-out) index tensors of a shuffled k-fold split (scikit-learn's KFold)."""
-    from sklearn.model_selection import KFold
+def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) index tensors of part ``fold`` of a shuffled stratified ``num_folds``-fold split
+    (scikit-learn's ``StratifiedKFold``): each part holds about 1/``num_folds`` of every class."""
+    from sklearn.model_selection import StratifiedKFold
 
-    if not isinstance(num_folds, int) or num_folds < 2:
+    if not isinstance(num_folds, int) or isinstance(num_folds, bool) or num_folds < 2:
         raise ValueError(f"invalid num_folds {num_folds!r}: it must be an integer >= 2")
-    folds = KFold(n_splits=num_folds, shuffle=True, random_state=seed).split(np.arange(num_examples))
-    return [(torch.from_numpy(train), torch.from_numpy(held_out)) for train, held_out in folds]
+    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < num_folds:
+        raise ValueError(f"invalid fold {fold!r}: it must be an integer from 0 to {num_folds - 1}")
+    labels_np = labels.cpu().numpy()
+    counts = np.bincount(labels_np)
+    rarest = int(counts[counts > 0].min()) if labels_np.size else 0
+    if rarest < num_folds:
+        raise ValueError(f"invalid num_folds {num_folds}: the rarest class has {rarest} training example(s), fewer than "
+                         "the folds, so some fold would lack it; use fewer folds or more training examples")
+    splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+    train, held_out = list(splitter.split(np.zeros(len(labels_np)), labels_np))[fold]
+    return torch.from_numpy(train), torch.from_numpy(held_out)

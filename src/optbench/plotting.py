@@ -73,6 +73,36 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     return ax
 
 
+def mark_diverged(ax, frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "label", annotate: bool = True) -> list[str]:
+    """Mark each diverged run of ``frame`` on ``ax``: a cross in its label's colour at its last finite point (at
+    the top of the axis when it has none), with "diverged, epoch n"; return one phrase per marked run.
+
+    Call after the curves are drawn (the axis limits are final). Curves of a diverged run end where it did;
+    this keeps the end from passing for a finished run.
+    """
+    if "status" not in frame:
+        return []
+    frame = _percent(frame, y)
+    notes = []
+    for (label, run_id), run in frame[frame["status"] == "diverged"].groupby([hue, "run_id"], sort=False):
+        run = run.sort_values("epoch")
+        epoch = int(run["diverged_epoch"].iloc[0])
+        finite = run[np.isfinite(run[y].to_numpy(dtype=float))]
+        if len(finite):
+            point_x, point_y = float(finite[x].iloc[-1]), float(finite[y].iloc[-1])
+        else:
+            point_x, point_y = float(run[x].iloc[-1]), ax.get_ylim()[1]
+        color = styles.style(label).color
+        ax.plot([point_x], [point_y], marker="X", markersize=9, color=color, markeredgecolor="white", linestyle="none",
+                zorder=5, clip_on=False)
+        if annotate:
+            ax.annotate(f"diverged, epoch {epoch}", (point_x, point_y), xytext=(4, -10), textcoords="offset points",
+                        fontsize="x-small", color=color)
+        seed = f" seed {int(run['seed'].iloc[0])}" if "seed" in run else ""
+        notes.append(f"{label}{seed} diverged in epoch {epoch}")
+    return notes
+
+
 def family_panels(labels) -> list[tuple[str, list[str]]]:
     """(title, labels) of each panel: one panel for few optimizers, else one per family present."""
     labels = list(labels)
@@ -115,9 +145,7 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
             handles, names = ax.get_legend_handles_labels()
             ax.get_legend().remove()
             if metric in log_y:
-                plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
+                plain_log_ticks(ax)
             if shared is not None:
                 ax.set_ylabel("")
                 ax.tick_params(labelleft=False)
@@ -137,8 +165,16 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
     return fig
 
 
-def _decades(ax) -> float:
-    low, high = ax.get_ylim()
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Tick labels of a log axis as plain numbers (2.3, not 2.3×10⁰); minor ticks labelled when it spans less than a decade."""
+    plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(plain)
+    target.set_minor_formatter(plain if _decades(ax, axis) < 1 else mticker.NullFormatter())
+
+
+def _decades(ax, axis: str = "y") -> float:
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
     return math.log10(high / low) if low > 0 and high > 0 else 0.0
 
 

@@ -36,7 +36,7 @@ class Style:
     family: str
     color: str
     dashes: str | tuple
-    marker: str
+    marker: str | tuple
 
     @property
     def linestyle(self):
@@ -66,8 +66,9 @@ STYLES: dict[str, Style] = {
     "padam_sgd": _style("PADAM-SGD", "hybrid", "vermillion", "dashed", "8"),
     "adasgd": _style("AdaSGD", "hybrid", "blue", "dashdot", "H"),
     "adahessian": _style("AdaHessian", "second order", "vermillion", "dashdot", "1"),
-    "svrg": _style("SVRG", "variance reduced", "blue", "dotted", "2"),
-    "storm": _style("STORM", "variance reduced", "bluish green", "dotted", "3"),
+    # filled three- and four-pointed stars: seaborn refuses to mix line-art markers ("2", "3") with filled ones
+    "svrg": _style("SVRG", "variance reduced", "blue", "dotted", (3, 1, 0)),
+    "storm": _style("STORM", "variance reduced", "bluish green", "dotted", (4, 1, 0)),
 }
 
 _BY_LABEL = {style.label: style for style in STYLES.values()}

@@ -56,6 +56,11 @@ def prepare_data(config: RunConfig, device: torch.device) -> tuple[data.ImageDat
         subset = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
         subset = subset[: config.max_train_examples].sort().values.to(train_images.device)
         train_images, train_labels = train_images[subset], train_labels[subset]
+    if config.num_folds is not None:
+        train_index, held_out_index = data.stratified_fold(train_labels, config.num_folds, config.fold, SPLIT_SEED)
+        train_index, held_out_index = train_index.to(train_images.device), held_out_index.to(train_images.device)
+        eval_images, eval_labels = train_images[held_out_index], train_labels[held_out_index]
+        train_images, train_labels = train_images[train_index], train_labels[train_index]
     return dataset, train_images, train_labels, eval_images, eval_labels
 
 
@@ -157,7 +162,7 @@ def preflight(configs, device: torch.device | str | None = None) -> None:
     device = resolve_device(device)
     shapes, built = {}, set()
     for config in configs:
-        key = (config.dataset, config.image_size, config.validation_fraction, config.max_train_examples)
+        key = (config.dataset, config.image_size, config.validation_fraction, config.max_train_examples, config.num_folds, config.fold)
         if key not in shapes:
             dataset = prepare_data(config, device)[0]
             shapes[key] = (dataset.in_channels, dataset.image_size, dataset.num_classes)
@@ -178,7 +183,8 @@ def start_run(config: RunConfig, dataset: data.ImageData, device: torch.device):
     if config.init == "metainit":
         from .metainit import metainit
 
-        metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes)
+        steps = {} if config.metainit_steps is None else {"steps": config.metainit_steps}
+        metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes, **steps)
     optimizer = optim.make_optimizer(config.optimizer, model.parameters(), **config.hyperparameters)
     scheduler = build_scheduler(config, optimizer)
     return model, optimizer, scheduler, generator
@@ -191,6 +197,7 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = 1,
     on_epoch_end: Callable[[dict], None] | None = None,
+    before_step: Callable[[int, int, torch.nn.Module, torch.optim.Optimizer], None] | None = None,
 ) -> dict:
     """Train ``config`` and return its record (not yet sealed or saved).
 
@@ -199,7 +206,9 @@ def train(
     finds a checkpoint of its configuration there resumes from it; on the CPU the resumed run's metrics
     equal an uninterrupted run's. The checkpoint is left in place: the caller deletes it once the record
     is saved (:func:`optbench.runs.run` does). ``on_epoch_end(row)`` is called with each epoch's metrics,
-    after that epoch's checkpoint.
+    after that epoch's checkpoint. ``before_step(epoch, step, model, optimizer)`` is called before each
+    training step (epoch and step counted from 0, after SVRG's snapshot), to measure the iterate; it must
+    leave the parameters, the optimizer's state and the data generator as it found them.
 
     An epoch whose training or test loss is not finite ends the run with status ``"diverged"`` and its
     ``diverged_epoch``; its non-finite metrics are NaN here (null in the stored JSON).
@@ -242,7 +251,9 @@ def train(
             grad_evals += len(train_labels)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        for index in data.batch_indices(len(train_labels), config.batch_size, generator):
+        for step, index in enumerate(data.batch_indices(len(train_labels), config.batch_size, generator)):
+            if before_step is not None:
+                before_step(epoch, step, model, optimizer)
             index = index.to(device)
             images = train_images[index]
             if config.augment:

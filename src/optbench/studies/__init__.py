@@ -79,9 +79,9 @@ class Study:
 
 
 def _registered() -> dict[str, Study]:
-    from . import optimizer_comparison
+    from . import optimizer_comparison, variance_reduction
 
-    return {study.name: study for study in (optimizer_comparison.STUDY,)}
+    return {study.name: study for study in (optimizer_comparison.STUDY, variance_reduction.STUDY)}
 
 
 #: every study chapter, in the book's order

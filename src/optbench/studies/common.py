@@ -186,11 +186,14 @@ def unusual_runs(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def select_by_mean(final_rows: pd.DataFrame, by: str, score: str, tie_break: str | None = None) -> pd.DataFrame:
-    """Per label, the value of ``by`` whose mean ``score`` over seeds is highest (ties: lowest mean ``tie_break``).
+def select_by_mean(final_rows: pd.DataFrame, by: str, score: str, tie_break: str | None = None,
+                   higher_is_better: bool = True) -> pd.DataFrame:
+    """Per label, the value of ``by`` whose mean ``score`` over seeds is highest (ties: lowest mean ``tie_break``);
+    with ``higher_is_better`` False, lowest (a loss).
 
-    ``final_rows`` holds one row per run (label, seed, ``by``, ``score``, status). A value with any diverged
-    run is never selected. Returns one row per label: ``by``, the mean score, the number of seeds.
+    ``final_rows`` holds one row per run (label, seed, ``by``, ``score``, status); the runs of a value may be
+    seeds or cross-validation folds. A value with any diverged run is never selected. Returns one row per
+    label: ``by``, the mean score, the number of runs behind it (``seeds``).
     """
     rows = []
     for label, group in final_rows.groupby("label", sort=False):
@@ -203,6 +206,27 @@ def select_by_mean(final_rows: pd.DataFrame, by: str, score: str, tie_break: str
         if not candidates:
             rows.append({"label": label, by: math.nan, score: math.nan, "seeds": 0})
             continue
-        ranked = sorted(candidates, key=lambda item: (-item[score], item.get(tie_break, 0.0) if tie_break else 0.0))
+        sign = -1.0 if higher_is_better else 1.0
+        ranked = sorted(candidates, key=lambda item: (sign * item[score], item.get(tie_break, 0.0) if tie_break else 0.0))
         rows.append({"label": label, **ranked[0]})
     return pd.DataFrame(rows).set_index("label")
+
+
+def value_at(frame: pd.DataFrame, metric: str, budget: float, x: str = "grad_evals") -> pd.DataFrame:
+    """Per run, ``metric`` at ``x`` = ``budget``, linearly interpolated between its epochs: runs compared at equal
+    compute (gradient evaluations, say) rather than at equal epochs.
+
+    One row per (label, run): ``label``, ``run_id``, ``seed`` and ``value``. The value is NaN when the run's
+    recorded epochs do not reach back to or forward to ``budget`` (no extrapolation), or when the epochs
+    around it have no finite value (a diverged run).
+    """
+    rows = []
+    for (label, run_id), run in frame.groupby(["label", "run_id"], sort=False):
+        run = run.sort_values(x)
+        positions, values = run[x].to_numpy(dtype=float), run[metric].to_numpy(dtype=float)
+        value = math.nan
+        if len(positions) and positions[0] <= budget <= positions[-1]:
+            value = float(np.interp(budget, positions, values))
+        rows.append({"label": label, "run_id": run_id, "seed": int(run["seed"].iloc[0]), "value": value})
+    return pd.DataFrame(rows, columns=["label", "run_id", "seed", "value"])
+
