@@ -115,6 +115,17 @@ CASES = [
          ("p 0.7", "1/2")),
     Case("notebook: one selection seed", lambda ctx: STUDIES["study1_optimizers"].validate({"selection_seeds": [3]}),
          ("selection_seeds [3]", "at least two")),
+    Case("notebook: study 4 with one fold", lambda ctx: STUDIES["study4_variance_reduction"].validate({"num_folds": 1}),
+         ("num_folds 1", ">= 2")),
+    Case("notebook: study 4 with an empty grid", lambda ctx: STUDIES["study4_variance_reduction"].validate(
+        {"shallow_grids": {"adam": {"lr": []}, "sgd": {"lr": [0.1]}, "adagrad": {"lr": [0.1]}, "svrg": {"lr": [0.1]},
+                           "storm": {"c": [100], "k": [0.1]}}}), ("shallow_grids['adam']['lr'] []", "empty grid", "non-empty list")),
+    Case("notebook: study 4 with an unknown norm", lambda ctx: STUDIES["study4_variance_reduction"].validate({"metainit_norm": "group"}),
+         ("'group'", "batch, none")),
+    Case("profile: study 4 fold count of 1", lambda ctx: ctx.profile("notebooks:\n  study4_variance_reduction:\n    num_folds: 1\n"),
+         ("study4_variance_reduction", "num_folds 1", ">= 2")),
+    Case("run: a fold without a fold count", lambda ctx: ctx.sweep(fold=1), ("num_folds None", ">= 2")),
+    Case("run: a fold beyond the fold count", lambda ctx: ctx.sweep(num_folds=3, fold=3), ("fold 3", "0 to 2")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------

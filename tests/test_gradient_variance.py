@@ -52,6 +52,7 @@ def test_variances_match_the_closed_form_gradients_of_least_squares():
     assert measured["variance_sgd"] == pytest.approx(expected_plain, rel=1e-10)
     assert measured["variance_svrg"] == pytest.approx(expected_reduced, rel=1e-10)
     assert measured["ratio"] == pytest.approx(expected_reduced / expected_plain, rel=1e-10)
+    assert measured["drift"] == pytest.approx(np.linalg.norm(theta - tilde) / np.linalg.norm(tilde), rel=1e-10)
     # the iterate, the snapshot and the gradients are left as they were
     assert torch.equal(model.weight.detach().reshape(-1), current) and model.weight.grad is None
     assert torch.equal(optimizer.state[model.weight]["snapshot"].reshape(-1), snapshot)

@@ -199,11 +199,12 @@ def test_selection_and_comparison_tables():
 
 def test_variance_summary_is_a_geometric_mean_of_the_ratios():
     frame = pd.DataFrame({"epoch": [1, 1, 2], "step": [4, 9, 9], "epochs_done": [0.4, 0.9, 1.9],
-                          "variance_sgd": [1.0, 1.0, 1.0], "variance_svrg": [0.25, 1.0, 4.0], "ratio": [0.25, 1.0, 4.0]})
+                          "variance_sgd": [1.0, 1.0, 1.0], "variance_svrg": [0.25, 1.0, 4.0], "ratio": [0.25, 1.0, 4.0],
+                          "drift": [0.01, 0.02, 0.05]})
     summary = study.variance_summary({"LeNet": frame})
     assert summary.loc["LeNet", "ratio"] == pytest.approx(1.0)
     assert summary.loc["LeNet", "first"] == 0.25 and summary.loc["LeNet", "last"] == 4.0
-    assert summary.loc["LeNet", "share_below_one"] == pytest.approx(1 / 3)
+    assert summary.loc["LeNet", "share_below_one"] == pytest.approx(1 / 3) and summary.loc["LeNet", "drift"] == 0.02
     assert summary.loc["LeNet", "ratio_low"] <= 1.0 <= summary.loc["LeNet", "ratio_high"]
 
 

@@ -10,7 +10,9 @@ and the variance of an estimator is the trace of its sample covariance over the 
 
     Var = 1/(K − 1) · Σ_j ‖g_j − ḡ‖²,
 
-so Var_SVRG / Var_SGD < 1 is variance reduction at work (Johnson & Zhang 2013). Defazio & Bottou ("On the
+so Var_SVRG / Var_SGD < 1 is variance reduction at work (Johnson & Zhang 2013). The correction
+∇f_B(θ) − ∇f_B(x̃) cancels the batch's noise only while θ stays near x̃, so each measurement also gives the
+iterate's drift from the snapshot, ‖θ − x̃‖ / ‖x̃‖. Defazio & Bottou ("On the
 Ineffectiveness of Variance Reduced Optimization for Deep Learning", NeurIPS 2019) measured this ratio on
 LeNet and on deep ResNets. Every gradient is taken as in a training step: the model in training mode (BatchNorm
 normalizes with the batch's statistics) with the running statistics frozen.
@@ -33,7 +35,7 @@ from .store import ResultsStore, load_measurement, save_measurement
 MEASUREMENT_SCHEMA = 1
 #: the measurement's own batches come from this generator offset from the run's seed, never from the run's
 BATCH_SEED_OFFSET = 7919
-COLUMNS = ["epoch", "step", "epochs_done", "variance_sgd", "variance_svrg", "ratio"]
+COLUMNS = ["epoch", "step", "epochs_done", "variance_sgd", "variance_svrg", "ratio", "drift"]
 
 
 def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -56,7 +58,8 @@ def estimator_variances(
 
     ``optimizer`` is an :class:`~optbench.optim.svrg.SVRG` that has taken its snapshot. The parameters,
     BatchNorm running statistics, the optimizer's state and the model's train/eval mode are left as they were;
-    ``p.grad`` is cleared. Returns ``variance_sgd``, ``variance_svrg`` and their ``ratio`` (SVRG / SGD).
+    ``p.grad`` is cleared. Returns ``variance_sgd``, ``variance_svrg``, their ``ratio`` (SVRG / SGD) and the
+    ``drift`` ‖θ − x̃‖ / ‖x̃‖ of the parameters from the snapshot.
     """
     if len(batches) < 2:
         raise ValueError(f"invalid number of batches {len(batches)}: a variance needs at least 2 batches")
@@ -85,7 +88,11 @@ def estimator_variances(
     variance_sgd = _trace_of_covariance(torch.stack(plain))
     variance_svrg = _trace_of_covariance(torch.stack(reduced))
     ratio = variance_svrg / variance_sgd if variance_sgd > 0 else float("nan")
-    return {"variance_sgd": variance_sgd, "variance_svrg": variance_svrg, "ratio": ratio}
+    params = [p for group in optimizer.param_groups for p in group["params"] if "snapshot" in optimizer.state[p]]
+    current, snapshot = _flat(params), _flat([optimizer.state[p]["snapshot"] for p in params])
+    scale = float(snapshot.norm())
+    drift = float((current - snapshot).norm()) / scale if scale > 0 else float("nan")
+    return {"variance_sgd": variance_sgd, "variance_svrg": variance_svrg, "ratio": ratio, "drift": drift}
 
 
 def measurement_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
@@ -121,7 +128,7 @@ def measure_along_training(
 
     The measurement's batches (and their augmentation) come from their own generator, so the training is the
     run's own. One row per measurement: ``epoch`` (from 1), ``step``, ``epochs_done`` (epochs of training
-    behind the iterate), the two variances and their ratio. Loaded from ``store`` (``measurements/``) when there,
+    behind the iterate), the two variances, their ratio and the drift from the snapshot. Loaded from ``store`` (``measurements/``) when there,
     else measured and stored; a run that diverges ends the measurement at that epoch.
     """
     from .training import configure_threads, prepare_data, resolve_device, train
