@@ -103,6 +103,26 @@ def test_one_seed_decides_nothing_and_metainit_with_bn_is_not_the_claim():
     assert _verdicts(lenet, early, deep, selection, metainit, with_bn)["C27"] == NOT_TESTABLE
 
 
+def test_a_network_no_method_trained_beyond_chance_leaves_the_comparisons():
+    lenet, early, deep, selection, metainit, settings = _report_like()
+    for key in (("resnet101", "batch"), ("resnet101", "none")):
+        deep[key] = deep[key].assign(final_accuracy=0.15)  # chance is 10% on the digits: 15% is not 10 pp above it
+    claims = {claim.id: claim.decision for claim in study.check_claims(lenet, early, deep, selection, metainit, settings)}
+    assert claims["C23"].verdict == claims["C24"].verdict == claims["C25"].verdict == SUPPORTED
+    assert "ResNet-101" not in claims["C23"].evidence + claims["C24"].evidence + claims["C25"].evidence
+    for key in (("resnet18", "batch"), ("resnet18", "none")):
+        deep[key] = deep[key].assign(final_accuracy=0.1)
+    metainit = metainit.assign(final_accuracy=0.12)
+    claims = {claim.id: claim.decision for claim in study.check_claims(lenet, early, deep, selection, metainit, settings)}
+    assert {claims[claim].verdict for claim in ("C23", "C24", "C25", "C27")} == {NOT_TESTABLE}
+    assert "chance + 10 pp" in claims["C23"].evidence and claims["C21"].verdict == SUPPORTED
+    # learning on one side of the BN divide is enough for C25 (it is about that divide)
+    deep[("resnet18", "batch")] = deep[("resnet18", "batch")].assign(final_accuracy=0.9)
+    claims = {claim.id: claim.decision for claim in study.check_claims(lenet, early, deep, selection, metainit, settings)}
+    assert claims["C25"].verdict == SUPPORTED and claims["C24"].verdict == NOT_TESTABLE
+    assert study.Settings(resnet101_dataset="cifar100").chance_accuracy("resnet101") == 0.01
+
+
 def test_a_diverged_run_leaves_its_comparison():
     lenet, early, deep, selection, metainit, settings = _report_like()
     lenet.loc[(lenet["label"] == label("sgd")) & (lenet["seed"] == 2), ["status", "final_test_loss"]] = ["diverged", math.nan]

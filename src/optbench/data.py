@@ -31,13 +31,13 @@ _HOW_TO_SUPPLY = {
     "cifar100": "extract cifar-100-python.tar.gz so that {root}/cifar-100-python/ exists",
 }
 
-#: what the book says about each dataset: its title, native image size and split sizes (digits: after our split)
+#: what the book says about each dataset: its title, native image size, split sizes (digits: after our split) and classes
 DATASET_INFO = {
-    "digits": {"title": "scikit-learn's handwritten digits", "image_size": 8, "train_examples": 1347, "test_examples": 450},
-    "mnist": {"title": "MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000},
-    "fashion_mnist": {"title": "Fashion-MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000},
-    "cifar10": {"title": "CIFAR-10", "image_size": 32, "train_examples": 50000, "test_examples": 10000},
-    "cifar100": {"title": "CIFAR-100", "image_size": 32, "train_examples": 50000, "test_examples": 10000},
+    "digits": {"title": "scikit-learn's handwritten digits", "image_size": 8, "train_examples": 1347, "test_examples": 450, "classes": 10},
+    "mnist": {"title": "MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000, "classes": 10},
+    "fashion_mnist": {"title": "Fashion-MNIST", "image_size": 28, "train_examples": 60000, "test_examples": 10000, "classes": 10},
+    "cifar10": {"title": "CIFAR-10", "image_size": 32, "train_examples": 50000, "test_examples": 10000, "classes": 10},
+    "cifar100": {"title": "CIFAR-100", "image_size": 32, "train_examples": 50000, "test_examples": 10000, "classes": 100},
 }
 
 #: the digits test split is fixed for every run, so that test numbers are comparable across seeds
