@@ -2,11 +2,6 @@
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -205,6 +200,8 @@ def test_selection_and_comparison_tables():
     table = study.selection_table(runs, chosen, [label("sgd")], "validation")
     assert table["diverged"].tolist() == ["1 of 1 (epoch 2)", "0 of 2"]
     assert table["mean final validation loss"].tolist() == ["–", "0.500"] and table["chosen"].tolist() == ["", "✓"]
+    nothing = study.selection_table(runs[runs["setting"] == "lr 0.1"], chosen.assign(setting=math.nan), [label("sgd")], "validation")
+    assert nothing["chosen"].tolist() == ["none finished: this one is run"]
     settings = study.Settings()
     hyperparameters = {label(name): {"lr": 0.5, "c": 10, "k": 1} for name in study.LENET_OPTIMIZERS}
     shown = study.selected_vs_reported({("lenet5", None): hyperparameters, ("resnet18", "none"): hyperparameters}, settings)
@@ -226,6 +223,8 @@ def test_variance_summary_is_a_geometric_mean_of_the_ratios():
     assert summary.loc["LeNet", "first"] == 0.25 and summary.loc["LeNet", "last"] == 4.0
     assert summary.loc["LeNet", "share_below_one"] == pytest.approx(1 / 3) and summary.loc["LeNet", "drift"] == 0.02
     assert summary.loc["LeNet", "ratio_low"] <= 1.0 <= summary.loc["LeNet", "ratio_high"]
+    shown = study.variance_display(summary).iloc[0]
+    assert shown["first → last"] == "0.250 → 4.000" and shown["SVRG's variance lower"] == "1 of 3" and shown["median drift (%)"] == "2.00"
 
 
 def test_figures_mark_diverged_runs_with_their_epoch():

@@ -166,11 +166,15 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
 
 
 def plain_log_ticks(ax, axis: str = "y") -> None:
-    """Tick labels of a log axis as plain numbers (2.3, not 2.3×10⁰); minor ticks labelled when it spans less than a decade."""
+    """Tick labels of a log axis as plain numbers (2.3, not 2.3×10⁰); minor ticks labelled when it spans less than
+    a decade, and 1-2-5 steps when it spans less than two, so a short log axis never shows a single label."""
     plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
     target = ax.yaxis if axis == "y" else ax.xaxis
+    decades = _decades(ax, axis)
+    if 1 <= decades < 2:
+        target.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(plain)
-    target.set_minor_formatter(plain if _decades(ax, axis) < 1 else mticker.NullFormatter())
+    target.set_minor_formatter(plain if decades < 1 else mticker.NullFormatter())
 
 
 def _decades(ax, axis: str = "y") -> float:

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
@@ -305,7 +306,7 @@ def choose(selection_runs: pd.DataFrame) -> pd.DataFrame:
 
 def chosen_hyperparameters(grid: dict[str, RunGroups], chosen: pd.DataFrame) -> dict[str, dict]:
     """label → the hyperparameters of its chosen grid point. Where every point diverged, the grid's first point
-    (the smallest values) is run and the selection table says so."""
+    is run (:func:`selection_table` says so)."""
     result = {}
     for text, groups in grid.items():
         for group_label, configs in groups.items():
@@ -368,11 +369,16 @@ def planned_runs(settings: Settings) -> list[RunConfig]:
 
 def selection_table(selection_runs: pd.DataFrame, chosen: pd.DataFrame, order: list[str], held_out: str) -> pd.DataFrame:
     """Per optimizer and grid point: the mean final held-out loss over its runs with their range, the diverged
-    runs (with their epochs) and the chosen point (✓)."""
+    runs (with their epochs) and the chosen point (✓; where every point diverged, the first is run and marked so)."""
     rows = []
     for group_label in order:
         runs = selection_runs[selection_runs["label"] == group_label]
         choice = chosen.loc[group_label, "setting"] if group_label in chosen.index else math.nan
+        if not isinstance(choice, str) and len(runs):
+            choice = runs["setting"].iloc[0]
+            mark = "none finished: this one is run"
+        else:
+            mark = "✓"
         for setting, group in runs.groupby("setting", sort=False):
             diverged = group[group["status"] == "diverged"]
             finished = group["final_test_loss"].to_numpy(dtype=float)
@@ -383,7 +389,7 @@ def selection_table(selection_runs: pd.DataFrame, chosen: pd.DataFrame, order: l
                 "range over runs": format_spread(smallest, largest, 3),
                 "diverged": (f"{len(diverged)} of {len(group)} (epoch {', '.join(str(int(e)) for e in diverged['diverged_epoch'])})"
                              if len(diverged) else f"0 of {len(group)}"),
-                "chosen": "✓" if setting == choice else "",
+                "chosen": mark if setting == choice else "",
             })
     return pd.DataFrame(rows)
 
@@ -443,15 +449,16 @@ def variance_summary(measurements: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def variance_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`variance_summary` as text: the ratio's geometric mean with its interval, its first and last values,
+    how often SVRG's variance was the lower and the median drift."""
     return pd.DataFrame({
-        "network (SVRG at its chosen lr)": list(summary.index),
-        "measurements": list(summary["points"]),
+        "SVRG on": list(summary.index),
         "Var(SVRG) / Var(SGD), geometric mean [95% interval]": [
             format_mean_interval(m, lo, hi, 3) for m, lo, hi in zip(summary["ratio"], summary["ratio_low"], summary["ratio_high"])],
-        "first": [format_number(value, 3) for value in summary["first"]],
-        "last": [format_number(value, 3) for value in summary["last"]],
-        "measurements with SVRG's variance lower (%)": [format_number(100 * value, 0) for value in summary["share_below_one"]],
-        "drift from the snapshot, median (%)": [format_number(100 * value, 2) for value in summary["drift"]],
+        "first → last": [f"{format_number(first, 3)} → {format_number(last, 3)}" for first, last in zip(summary["first"], summary["last"])],
+        "SVRG's variance lower": [f"{round(share * count)} of {count}" if count else "–"
+                                  for share, count in zip(summary["share_below_one"], summary["points"])],
+        "median drift (%)": [format_number(100 * value, 2) for value in summary["drift"]],
     })
 
 
@@ -506,8 +513,6 @@ def cross_validation_figure(selection_runs: pd.DataFrame, storm_label: str = "ST
             left.plot(diverged, [left.get_ylim()[1]] * len(diverged), marker="X", linestyle="none", color=look.color,
                       markersize=9, clip_on=False)
     left.set_xscale("log")
-    left.set_yscale("log")
-    plotting.plain_log_ticks(left)
     left.set_xlabel("learning rate")
     left.set_ylabel("final held-out loss (mean over folds)")
     left.legend(fontsize="small", frameon=False)
@@ -542,6 +547,7 @@ def deep_figure(frames: dict[tuple[str, str], pd.DataFrame], metric: str = "test
             plotting.metric_curves(frame, metric, x="grad_evals", ax=ax, log_y=True)
             plotting.mark_diverged(ax, frame, metric, x="grad_evals")
             ax.set_title(setting_title(network, norm), fontsize="medium")
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(nbins=4))
             if row < len(networks) - 1:
                 ax.set_xlabel("")
     for row in axes:  # losses of one network compare across the BN divide: one y range per row
@@ -556,29 +562,30 @@ def deep_figure(frames: dict[tuple[str, str], pd.DataFrame], metric: str = "test
 
 
 def variance_figure(measurements: dict[str, pd.DataFrame]):
-    """Left: the variance of the plain minibatch gradient (solid) and of SVRG's estimate (dotted) along training,
-    per network; middle: their ratio, with 1 (no reduction) marked; right: the iterate's drift from its snapshot."""
-    fig, (left, right, drift) = plt.subplots(1, 3, figsize=(12, 3.8))
+    """Along SVRG's training, per network: the variance of the plain minibatch gradient (solid) and of SVRG's estimate
+    (dotted); their ratio, with 1 (no reduction) marked; and the iterate's drift from its snapshot."""
+    fig, axes = plt.subplots(2, 2, figsize=(8.4, 6.4))
+    variances, ratios, drift, legend = axes[0][0], axes[0][1], axes[1][0], axes[1][1]
     for network, frame in measurements.items():
         look = styles.style(network)
-        left.plot(frame["epochs_done"], frame["variance_sgd"], color=look.color, marker=look.marker, markersize=4, linestyle="-",
-                  label=f"{network}: minibatch gradient")
-        left.plot(frame["epochs_done"], frame["variance_svrg"], color=look.color, marker=look.marker, markersize=4, linestyle=":",
-                  label=f"{network}: SVRG estimate")
-        right.plot(frame["epochs_done"], frame["ratio"], color=look.color, linestyle=look.linestyle, marker=look.marker, markersize=5,
-                   label=network)
+        variances.plot(frame["epochs_done"], frame["variance_sgd"], color=look.color, marker=look.marker, markersize=4, linestyle="-")
+        variances.plot(frame["epochs_done"], frame["variance_svrg"], color=look.color, marker=look.marker, markersize=4, linestyle=":")
+        ratios.plot(frame["epochs_done"], frame["ratio"], color=look.color, linestyle=look.linestyle, marker=look.marker, markersize=5,
+                    label=network)
         drift.plot(frame["epochs_done"], 100 * frame["drift"], color=look.color, linestyle=look.linestyle, marker=look.marker,
                    markersize=5)
-    for ax in (left, right, drift):
+    for ax, title in ((variances, "variance (trace of covariance)"), (ratios, "Var(SVRG) / Var(minibatch)"),
+                      (drift, "drift from the snapshot (%)")):
         ax.set_yscale("log")
         ax.set_xlabel("epochs of training")
-    right.axhline(1.0, color="black", linewidth=0.8, linestyle=(0, (4, 2)))
-    left.set_ylabel("variance (trace of covariance)")
-    right.set_ylabel("Var(SVRG) / Var(minibatch)")
-    drift.set_ylabel("drift from the snapshot (%)")
-    handles, names = right.get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), frameon=False, fontsize="small")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+        ax.set_ylabel(title)
+    ratios.axhline(1.0, color="black", linewidth=0.8, linestyle=(0, (4, 2)))
+    handles, names = ratios.get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="black", linestyle="-"), plt.Line2D([], [], color="black", linestyle=":")]
+    names += ["minibatch gradient (left)", "SVRG's estimate (left)"]
+    legend.axis("off")
+    legend.legend(handles, names, loc="center", frameon=False)
+    fig.tight_layout()
     return fig
 
 
@@ -593,6 +600,7 @@ def quotient_figure(traces: pd.DataFrame, title: str):
                  color=styles.style(METAINIT_LABELS["svrg"]).color, ax=ax)
     ax.set_yscale("log")
     plotting.plain_log_ticks(ax)
+    ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_xlabel("MetaInit step")
     ax.set_ylabel("gradient quotient")
     ax.set_title(title, fontsize="medium")
@@ -672,8 +680,7 @@ def check_claims(lenet_runs: pd.DataFrame, lenet_early: pd.DataFrame, deep_runs:
                                       level=level, describe=_ratio, name=f"{setting_title(*key)}: SVRG / {label(other)}")
                        for key in keys for other in others])
 
-    skipped = (f"; a network on which no method's mean final test accuracy reached chance + {LEARNED_POINTS:g} pp leaves the "
-               "comparison (not testable if none is left)")
+    skipped = f"; networks no method trained past chance + {LEARNED_POINTS:g} pp are left out"
     claims.append(Claim("C23", "003", "With BN, SVRG does not beat SGD and Adam (ResNet-18 and ResNet-101).",
                         f"on each network with BN, SVRG's final test loss is above ×{1 / BEAT_RATIO:.3f} of SGD's and of Adam's "
                         f"(not lower by more than {BEAT_RATIO - 1:.0%}); one-sided paired t-tests on log loss, α = 0.05 over the "
@@ -693,12 +700,13 @@ def check_claims(lenet_runs: pd.DataFrame, lenet_early: pd.DataFrame, deep_runs:
         c25 = not_testable(f"{untrained} either ResNet, with or without BN, at this scale")
     claims.append(Claim("C25", "003", "Every method does worse without BN than with it.",
                         "for SGD, Adam and SVRG on each network, the final test loss without BN exceeds the one with BN; paired "
-                        "t-tests on log loss over seeds, α = 0.05 over the comparisons; a network trained beyond chance + "
-                        f"{LEARNED_POINTS:g} pp neither with nor without BN leaves the comparison", c25))
+                        "t-tests on log loss over seeds, α = 0.05 over the comparisons; a network no method trained past chance + "
+                        f"{LEARNED_POINTS:g} pp, with or without BN, is left out", c25))
 
     without_bn = [(network, "none") for network in DEEP_NETWORKS]
     divergence = pd.concat([high_lr_divergence(deep_selection[key], settings, key[0]) for key in without_bn], ignore_index=True)
-    c26 = decide_above(divergence, DIVERGED_SHARE, describe=lambda value: f"{value:+.2f}", name="share diverged")
+    c26 = decide_above(divergence, DIVERGED_SHARE, name="SGD at the highest learning rate",
+                       describe=lambda excess: f"{int(divergence.sum())} of {len(divergence)} runs diverged, {excess:+.2f}")
     claims.append(Claim("C26", "003", "Without BN, high SGD learning rates diverge (NaN).",
                         f"among the selection runs without BN of SGD at the highest learning rate of each network's grid, the share "
                         f"that diverged (a non-finite loss) exceeds {DIVERGED_SHARE:g}; one-sample t-test on the 0/1 outcomes, "
