@@ -1,8 +1,9 @@
 """The chapters' figures: curves over seeds, small multiples by optimizer family, cost bars, heatmaps.
 
-Every curve takes its look from :mod:`optbench.styles`. Bands are seaborn's 95% percentile-bootstrap
-interval of the mean over seeds, like the tables' (:mod:`optbench.statistics`); on a log axis seaborn
-computes them in log space, so a band never reaches the axis floor. Accuracies are shown in percent.
+Every curve takes its look from :mod:`optbench.styles`. Bands are the tables' 95% percentile-bootstrap
+interval of the mean over seeds (:func:`optbench.statistics.interval_bounds`, handed to seaborn as its
+``errorbar``); on a log axis seaborn applies it in log space, so a band never reaches the axis floor.
+Accuracies are shown in percent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import styles
-from .statistics import BOOTSTRAP_SEED, RESAMPLES
+from .statistics import interval_bounds
 
 #: figures with more curves than this become small multiples, one panel per family
 MAX_CURVES_PER_PANEL = 6
@@ -31,8 +32,9 @@ Y_LABELS = {
 }
 #: metrics stored as fractions and shown in percent
 PERCENT_METRICS = ("test_accuracy", "train_accuracy", "validation_accuracy")
-#: what every curve band is: seaborn's percentile bootstrap of the mean
-ERRORBAR = ("ci", 95)
+#: what every band and error bar is: the tables' bootstrap interval of the mean (seaborn's own bootstrap
+#: loops over resamples in Python, about a hundred times slower)
+ERRORBAR = interval_bounds
 
 
 def _percent(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -66,7 +68,7 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     sns.lineplot(data=foreground, x=x, y=y, hue=hue, style=hue, hue_order=shown, style_order=shown,
                  palette=styles.palette(shown), dashes=styles.dashes(shown), markers=styles.markers(shown),
                  markevery=max(1, math.ceil(points / 8)), markersize=6, linewidth=1.6,
-                 errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, err_kws={"alpha": 0.15},
+                 errorbar=ERRORBAR, err_kws={"alpha": 0.15},
                  ax=ax, legend=legend)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(Y_LABELS.get(y, y))
@@ -85,56 +87,70 @@ def family_panels(labels) -> list[tuple[str, list[str]]]:
 
 
 def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: str = "label", log_y=(),
-                 panels: list[tuple[str, list[str]]] | None = None, panel_width: float = 3.4, panel_height: float = 2.7):
+                 panels: list[tuple[str, list[str]]] | None = None, columns: int = 2,
+                 panel_width: float = 3.6, panel_height: float = 2.8):
     """The chapters' curve figure.
 
-    Few optimizers: one row, one panel per metric, a shared legend below. More than six: small multiples,
-    one row per metric and one column per panel of :func:`family_panels`, each family in colour against the
-    others in grey, its legend under its column; so every curve can be told apart and followed.
+    Up to six optimizers: one panel per metric side by side, one legend below. More: small multiples of one
+    metric, one panel per family (:func:`family_panels`) in ``columns`` columns, each family in colour
+    against the others in grey with its own legend under its panel, so every curve can be told apart and
+    followed on a phone as well (give one metric per figure then).
     """
     labels = list(dict.fromkeys(frame[hue]))
     panels = panels if panels is not None else family_panels(labels)
     if len(panels) == 1:
-        grid = [[(metric, panels[0]) for metric in metrics]]
-    else:
-        grid = [[(metric, panel) for panel in panels] for metric in metrics]
-    rows, columns = len(grid), len(grid[0])
-    legend_rows = max(len(members) for _, members in panels) if len(panels) > 1 else math.ceil(len(labels) / min(3, columns * 2))
-    legend_height = 0.22 * legend_rows + 0.3
-    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
-    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
-    axes = [[None] * columns for _ in range(rows)]
-    for column in range(columns):
-        for row in range(rows):
-            metric, (title, members) = grid[row][column]
-            # small multiples share each metric's axis, so panels compare at a glance
-            shared = axes[row][0] if len(panels) > 1 and column > 0 else None
-            ax = axes[row][column] = fig.add_subplot(layout[row, column], sharey=shared)
-            metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y,
-                          highlight=set(members) if len(panels) > 1 else None, legend=True)
-            handles, names = ax.get_legend_handles_labels()
-            ax.get_legend().remove()
-            if metric in log_y:
-                plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
-            if shared is not None:
-                ax.set_ylabel("")
-                ax.tick_params(labelleft=False)
-            if row == 0 and title:
-                ax.set_title(title, fontsize="medium")
-            if row < rows - 1:
-                ax.set_xlabel("")
-        if len(panels) > 1:
-            legend_ax = fig.add_subplot(layout[rows, column])
-            legend_ax.axis("off")
-            legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
-    if len(panels) == 1:
-        legend_ax = fig.add_subplot(layout[rows, :])
+        return _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height)
+    if len(metrics) != 1:
+        raise ValueError(f"small multiples show one metric per figure; got {metrics!r}")
+    metric = metrics[0]
+    columns = min(columns, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    legend_lines = [max(len(members) for _, members in panels[row * columns:(row + 1) * columns]) for row in range(rows)]
+    legend_heights = [0.2 * lines + 0.25 for lines in legend_lines]
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + sum(legend_heights)))
+    layout = fig.add_gridspec(2 * rows, columns, height_ratios=[value for row in range(rows) for value in (panel_height, legend_heights[row])])
+    first = None
+    for position, (title, members) in enumerate(panels):
+        row, column = divmod(position, columns)
+        # panels share the metric's axes, so families compare at a glance
+        ax = fig.add_subplot(layout[2 * row, column], sharex=first, sharey=first)
+        first = first or ax
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        _plain_log_ticks(ax, metric in log_y)
+        ax.set_title(title, fontsize="medium")
+        legend_ax = fig.add_subplot(layout[2 * row + 1, column])
         legend_ax.axis("off")
-        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, columns * 2), fontsize="small")
+        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height):
+    labels = list(dict.fromkeys(frame[hue]))
+    legend_height = 0.2 * math.ceil(len(labels) / 3) + 0.3
+    fig = plt.figure(figsize=(panel_width * len(metrics), panel_height + legend_height))
+    layout = fig.add_gridspec(2, len(metrics), height_ratios=[panel_height, legend_height])
+    for column, metric in enumerate(metrics):
+        ax = fig.add_subplot(layout[0, column])
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        _plain_log_ticks(ax, metric in log_y)
+    legend_ax = fig.add_subplot(layout[1, :])
+    legend_ax.axis("off")
+    legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, len(names)), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _plain_log_ticks(ax, log_scale: bool) -> None:
+    """Plain numbers (0.1, 2) on a log axis instead of powers of ten; minor labels only within a decade."""
+    if log_scale:
+        plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
 
 
 def _decades(ax) -> float:
@@ -147,7 +163,7 @@ def cost_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label
     ax = ax if ax is not None else plt.gca()
     order = order if order is not None else list(dict.fromkeys(frame[x]))
     sns.barplot(data=frame, x=y, y=x, hue=x, order=order, hue_order=order, palette=styles.palette(order), legend=False,
-                errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, ax=ax, orient="h")
+                errorbar=ERRORBAR, ax=ax, orient="h")
     ax.set_ylabel("")
     ax.set_xlabel(Y_LABELS.get(y, y))
     if reference_line is not None:

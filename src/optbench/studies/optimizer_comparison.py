@@ -352,7 +352,7 @@ STUDY = Study(
     question="How do SGD, Adam and ten of its successors compare on ResNet-18, at one shared learning rate and at each optimizer's own?",
     settings=Settings,
     planned_runs=planned_runs,
-    figures=("fig-s1-a-epochs", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-epochs", "fig-s1-fc"),
+    figures=("fig-s1-a-loss", "fig-s1-a-accuracy", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-loss", "fig-s1-b-accuracy", "fig-s1-fc"),
     tables=("tbl-s1-settings", "tbl-s1-a", "tbl-s1-cost", "tbl-s1-grid", "tbl-s1-b", "tbl-s1-ranks", "tbl-s1-fc",
             "tbl-s1-reported", "tbl-s1-claims"),
     claims=tuple(f"C{number}" for number in range(1, 11)),
