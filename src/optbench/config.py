@@ -38,9 +38,9 @@ class RunConfig:
     ``max_train_examples`` trains on a fixed subset (the same for every seed), for quick profiles.
 
     ``precision`` "bf16" runs every forward pass (training, evaluation, SVRG's full gradient) under
-    ``torch.autocast`` to bfloat16 on the run's device, the loss in float32; on a CPU this is the CPU's
-    autocast (allowed, and exact to its definition, but slower than fp32 on CPUs without bfloat16
-    instructions). ``compile_model`` compiles the model with ``torch.compile`` (on a CPU this needs a C++
+    ``torch.autocast`` to bfloat16 on the run's device, the loss in float32. On a CPU it is allowed and
+    uses the CPU's autocast (so a bf16 profile can be checked anywhere), though it runs slower than fp32
+    on CPUs without bfloat16 instructions. ``compile_model`` compiles the model with ``torch.compile`` (on a CPU this needs a C++
     compiler; not with optimizers that backpropagate through their gradients, such as AdaHessian). Both
     change a run's numbers, so both are part of the configuration.
 
