@@ -226,8 +226,10 @@ def test_the_reproducibility_tables_read_every_run_of_every_chapter(store):
     first = every[0]
     row = runs.set_index("run").loc[f"`{first['id']}`"]
     assert row["status"] == "finished" and f"torch {first['provenance']['torch_version']}" in row["provenance"]
-    assert "mlp (hidden_sizes [8])" in row["configuration"] and "64 training examples" in row["configuration"]
-    assert "2 epochs" in row["configuration"] and f"seed {first['config']['seed']}" in row["configuration"]
+    assert first["provenance"]["date"][:10] in row["provenance"] and "commit" in row["provenance"]
+    assert row["network"] == "mlp (hidden_sizes [8])" and row["data"] == "digits, 8×8, 64 training examples"
+    assert row["training"] == f"2 epochs, batch 32, seed {first['config']['seed']}"
+    assert f"lr {first['config']['hyperparameters']['lr']:g}" in row["hyperparameters"].split(", ")
     missing = {"study9_handover": dataclasses.replace(results["study9_handover"], run_ids=("sgd-000000000000",))}
     with pytest.raises(ValueError, match="sgd-000000000000 that have no intact record"):
         provenance.chapter_records(missing, store)

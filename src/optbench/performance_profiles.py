@@ -117,8 +117,8 @@ def profile_figure(measures: dict[str, pd.DataFrame], look: Callable[[str], obje
 
     ``look(label)`` gives each optimizer's :class:`~optbench.styles.Style`. With ``panels`` ((title, labels)
     per column) each column shows its optimizers in colour against the others in grey, as the chapters'
-    small multiples do. The τ axis is logarithmic, from 1 to the largest finite ratio (at least
-    ``tau_max``); a curve that never reaches 1 has failures or workloads beyond the axis.
+    small multiples do. The τ axis is logarithmic, from 1 past ``tau_max`` (a dashed line: the end of the
+    score's area) and past the largest finite ratio; a curve that never reaches 1 has failures.
     """
     import matplotlib.pyplot as plt
     import matplotlib.ticker as mticker
@@ -136,7 +136,8 @@ def profile_figure(measures: dict[str, pd.DataFrame], look: Callable[[str], obje
     for row, (title, values) in enumerate(measures.items()):
         ratios = performance_ratios(values)
         finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())]
-        right = max(tau_max, float(finite.max()) * 1.05 if finite.size else tau_max)
+        # past tau_max, so that its dashed line shows
+        right = max(tau_max * 1.25, float(finite.max()) * 1.05 if finite.size else 0.0)
         taus = np.unique(np.concatenate([[1.0, right], np.clip(finite, 1.0, right)]))
         curves = profile(values, taus)
         first = None

@@ -12,7 +12,6 @@ import dataclasses
 
 import pandas as pd
 
-from . import data
 from .statistics import format_number
 from .store import ResultsStore
 from .summary import chapter_reference
@@ -55,25 +54,27 @@ def compute_table(results: dict, records: dict[str, list[dict]]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def configuration_text(config: dict) -> str:
-    """A run's configuration in words: network and its options, data, epochs, batch, seed and what else differs
-    from a plain run (augmentation, validation split, scheduler, initialization)."""
+def configuration_parts(config: dict) -> dict[str, str]:
+    """A run's configuration in three short phrases: the network with its options, the data, and the training
+    (epochs, batch, seed and whatever else differs from a plain run: augmentation, scheduler, initialization)."""
     options = ", ".join(f"{key} {value}" for key, value in config["model_options"].items())
-    network = f"{config['model']} ({options})" if options else config["model"]
-    size = f", {config['image_size']}×{config['image_size']}" if config.get("image_size") else ""
-    subset = f", {config['max_train_examples']} training examples" if config.get("max_train_examples") else ""
-    parts = [network, f"{data.DATASET_INFO[config['dataset']]['title'] if config['dataset'] in data.DATASET_INFO else config['dataset']}{size}{subset}",
-             f"{config['num_epochs']} epochs", f"batch {config['batch_size']}", f"seed {config['seed']}"]
-    if config.get("augment"):
-        parts.append("augmented")
+    data_parts = [config["dataset"]]
+    if config.get("image_size"):
+        data_parts.append(f"{config['image_size']}×{config['image_size']}")
+    if config.get("max_train_examples"):
+        data_parts.append(f"{config['max_train_examples']} training examples")
     if config.get("validation_fraction"):
-        parts.append(f"validation split {config['validation_fraction']:g}")
+        data_parts.append(f"validation split {config['validation_fraction']:g}")
+    training = [f"{config['num_epochs']} epochs", f"batch {config['batch_size']}", f"seed {config['seed']}"]
+    if config.get("augment"):
+        training.append("augmented")
     if config.get("scheduler", "none") != "none":
-        scheduler_options = ", ".join(f"{key} {value}" for key, value in config.get("scheduler_options", {}).items())
-        parts.append(f"scheduler {config['scheduler']}" + (f" ({scheduler_options})" if scheduler_options else ""))
+        scheduler_options = ", ".join(f"{key} {_value(value)}" for key, value in config.get("scheduler_options", {}).items())
+        training.append(f"scheduler {config['scheduler']}" + (f" ({scheduler_options})" if scheduler_options else ""))
     if config.get("init", "default") != "default":
-        parts.append(f"init {config['init']}")
-    return "; ".join(parts)
+        training.append(f"init {config['init']}")
+    return {"network": f"{config['model']} ({options})" if options else config["model"], "data": ", ".join(data_parts),
+            "training": ", ".join(training)}
 
 
 def _value(value) -> str:
@@ -92,16 +93,15 @@ def provenance_text(provenance: dict) -> str:
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: id, optimizer, configuration, hyperparameters, status, seconds, provenance and date."""
+    """One row per run: its id (which starts with the optimizer's registry name), network, data, training,
+    hyperparameters, status, training seconds, and provenance with the date."""
     return pd.DataFrame([{
         "run": f"`{record['id']}`",
-        "optimizer": record["config"]["optimizer"],
-        "configuration": configuration_text(record["config"]),
+        **configuration_parts(record["config"]),
         "hyperparameters": ", ".join(f"{key} {_value(value)}" for key, value in record["config"]["hyperparameters"].items()),
         "status": record["status"] + (f" (epoch {record['diverged_epoch']})" if record["status"] == "diverged" else ""),
         "seconds": format_number(_seconds(record), 1),
-        "provenance": provenance_text(record["provenance"]),
-        "date": record["provenance"]["date"][:10],
+        "provenance": f"{provenance_text(record['provenance'])}, {record['provenance']['date'][:10]}",
     } for record in records])
 
 
