@@ -21,8 +21,10 @@ from .data import DatasetUnavailableError
 from .progress import PROGRESS_FILE_VARIABLE, ProgressRelay
 from .studies import STUDIES
 
-#: notebooks of the book that are not studies: they run after the studies, whose records they read
-PAGES = {"methods": ("notebooks/methods.md", "book/methods.ipynb"), "intro": ("notebooks/intro.md", "book/intro.ipynb")}
+#: notebooks of the book that are not studies: they run after the studies, whose records and hand-overs
+#: (:mod:`optbench.chapter_results`) they read
+PAGES = {name: (f"notebooks/{name}.md", f"book/{name}.ipynb")
+         for name in ("methods", "intro", "summary", "reproducibility", "verification")}
 #: notebook name → (source under notebooks/, executed copy in the book tree): the registered studies, then the pages
 NOTEBOOKS = {**{name: (study.source, study.executed) for name, study in STUDIES.items()}, **PAGES}
 PROFILE_KEYS = ("description", "notebooks")
@@ -159,9 +161,12 @@ def chapter_table():
 
     from .report import show_table
 
+    from .references import cite_report
+
     frame = pd.DataFrame({
         "chapter": [f"{{ref}}`{name.split('_')[0]}`" for name in STUDIES],
-        "reproduces": [("report " if len(study.reports) == 1 else "reports ") + " and ".join(study.reports) for study in STUDIES.values()],
+        "reproduces": [("report " if len(study.reports) == 1 else "reports ") + " and ".join(f"{report} {cite_report(report)}" for report in study.reports)
+                       for study in STUDIES.values()],
         "question": [study.question for study in STUDIES.values()],
     })
     return show_table(frame, "The study chapters of this book.", "tbl-chapters", numeric_columns=[])
@@ -172,18 +177,20 @@ def methods_tables():
     for the methods page: each network's description, each optimizer's registry description and defaults."""
     import pandas as pd
 
-    from . import models, optim, styles
+    from . import models, optim, references, styles
     from .report import show_table
 
     configs = [config for study in STUDIES.values() for config in study.planned_runs(study.settings())]
     used_models = sorted({config.model for config in configs}, key=models.available_models().index)
     used_optimizers = list(dict.fromkeys(name for name in styles.STYLES if name in {config.optimizer for config in configs}))
-    networks = pd.DataFrame({"network": used_models, "what it is": [models.DESCRIPTIONS[name] for name in used_models]})
+    networks = pd.DataFrame({"network": used_models, "what it is": [models.DESCRIPTIONS[name] for name in used_models],
+                             "reference": [references.cite(references.MODELS[name]) for name in used_models]})
     optimizers = pd.DataFrame({
         "optimizer": [styles.label(name) for name in used_optimizers],
         "registry name": [f"`{name}`" for name in used_optimizers],
         "what it is": [optim.spec(name).description for name in used_optimizers],
         "defaults": [", ".join(f"{key} {value}" for key, value in optim.default_hyperparameters(name).items()) for name in used_optimizers],
+        "reference": [references.cite(references.OPTIMIZERS[name]) for name in used_optimizers],
     })
     return (show_table(networks, "The networks the chapters train.", "tbl-methods-networks", numeric_columns=[]),
             show_table(optimizers, "The optimizers the chapters compare, with the registry's defaults.", "tbl-methods-optimizers",

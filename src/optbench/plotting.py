@@ -75,14 +75,19 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     return ax
 
 
-def family_panels(labels) -> list[tuple[str, list[str]]]:
-    """(title, labels) of each panel: one panel for few optimizers, else one per family present."""
+def family_panels(labels, look=None) -> list[tuple[str, list[str]]]:
+    """(title, labels) of each panel: one panel for few optimizers, else one per family present.
+
+    ``look(label)`` gives a label's style (default :func:`optbench.styles.style`; the summary chapter passes
+    the styles the chapters stored).
+    """
     labels = list(labels)
     if len(labels) <= MAX_CURVES_PER_PANEL:
         return [("", labels)]
+    look = look if look is not None else styles.style
     families = {}
     for item in labels:
-        families.setdefault(styles.style(item).family, []).append(item)
+        families.setdefault(look(item).family, []).append(item)
     return [(family, members) for family, members in families.items()]
 
 

@@ -9,6 +9,9 @@ A study is one module of this package and one notebook, ``notebooks/<name>.md``.
 - its claims, each decided by :mod:`optbench.verdicts`;
 - ``STUDY = Study(...)``, listed in :data:`STUDIES` below.
 
+The notebook ends by handing its claims, workloads and runs to the summary and the appendices
+(:func:`optbench.chapter_results.hand_over`).
+
 Adding a chapter touches this list, the new module and notebook, ``_toc.yml`` and its profiles' sections;
 the executor, the command line and the book tests find it here. ``CONTRIBUTING.md`` gives the chapter
 conventions, with study 1 (:mod:`.optimizer_comparison`) as the worked example.

@@ -207,6 +207,30 @@ def reported_table(table_a: pd.DataFrame, table_b: pd.DataFrame, settings: Setti
     })
 
 
+def workload_table(frame_b: pd.DataFrame, frame_fc: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: ResNet-18 at protocol B (each optimizer at
+    its chosen lr, the fairest comparison) and report 004's fully connected network, one row per run
+    (:func:`optbench.chapter_results.workload_runs`, each with its default target)."""
+    from ..chapter_results import workload_runs
+
+    resnet = f"ResNet-18 ×{settings.model_width:g} on {settings.dataset}"
+    fully_connected = f"fully connected {list(settings.fc_hidden_sizes)} on {settings.dataset}"
+    return pd.concat([workload_runs(frame_b, resnet), workload_runs(frame_fc, fully_connected)], ignore_index=True)
+
+
+def headlines(table_a: pd.DataFrame, table_b: pd.DataFrame, table_fc: pd.DataFrame) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best optimizer under each protocol and on the fully
+    connected network, and how SGD+momentum's rank moves between the protocols."""
+    sgd = styles.label("sgd")
+    ranking_a, ranking_b, ranking_fc = ranking(table_a), ranking(table_b), ranking(table_fc)
+    return {
+        "best final test accuracy, protocol A (one shared lr)": f"{ranking_a[0]} ({format_number(100 * table_a.loc[ranking_a[0], 'final_accuracy'])}%)",
+        "best final test accuracy, protocol B (each optimizer's own lr)": f"{ranking_b[0]} ({format_number(100 * table_b.loc[ranking_b[0], 'final_accuracy'])}%)",
+        "SGD+momentum's rank, protocol A → B": f"{ranking_a.index(sgd) + 1} → {ranking_b.index(sgd) + 1} of {len(ranking_b)}",
+        "best final test accuracy, report 004's fully connected network": f"{ranking_fc[0]} ({format_number(100 * table_fc.loc[ranking_fc[0], 'final_accuracy'])}%)",
+    }
+
+
 def choose_learning_rates(selection_runs: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer label: the lr of the grid with the highest mean final validation accuracy over the
     selection seeds (ties: the lower mean validation loss); an lr with a diverged run is never chosen."""
