@@ -1,8 +1,8 @@
 """The chapters' figures: curves over seeds, small multiples by optimizer family, cost bars, heatmaps.
 
-Every curve takes its look from :mod:`optbench.styles`. Bands are seaborn's 95% percentile-bootstrap
-interval of the mean over seeds, like the tables' (:mod:`optbench.statistics`); on a log axis seaborn
-computes them in log space, so a band never reaches the axis floor. Accuracies are shown in percent.
+Every curve takes its look from :mod:`optbench.styles`. Bands are the 95% percentile-bootstrap interval
+of the mean over seeds, computed as the tables' are (:func:`band`, :mod:`optbench.statistics`); on a log
+axis seaborn hands them log values, so a band never reaches the axis floor. Accuracies are shown in percent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import styles
-from .statistics import BOOTSTRAP_SEED, RESAMPLES
+from .statistics import BOOTSTRAP_SEED, RESAMPLES, mean_interval
 
 #: figures with more curves than this become small multiples, one panel per family
 MAX_CURVES_PER_PANEL = 6
@@ -25,14 +25,23 @@ Y_LABELS = {
     "train_loss": "training loss",
     "test_loss": "test loss",
     "test_accuracy": "test accuracy (%)",
+    "test_error": "test error (%)",
     "train_accuracy": "training accuracy (%)",
     "validation_accuracy": "validation accuracy (%)",
     "seconds_per_epoch": "seconds per epoch",
 }
 #: metrics stored as fractions and shown in percent
-PERCENT_METRICS = ("test_accuracy", "train_accuracy", "validation_accuracy")
-#: what every curve band is: seaborn's percentile bootstrap of the mean
+PERCENT_METRICS = ("test_accuracy", "test_error", "train_accuracy", "validation_accuracy")
+#: what every bar's interval is: seaborn's percentile bootstrap of the mean
 ERRORBAR = ("ci", 95)
+
+
+def band(values) -> tuple[float, float]:
+    """A curve band: the 95% percentile-bootstrap interval of the mean, computed as the tables' is
+    (:func:`optbench.statistics.mean_interval`, scipy's vectorized bootstrap, which is many times faster
+    than seaborn's resampling loop)."""
+    _, low, high = mean_interval(values)
+    return low, high
 
 
 def _percent(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -65,8 +74,7 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     points = foreground["epoch"].nunique() if "epoch" in foreground else 10
     sns.lineplot(data=foreground, x=x, y=y, hue=hue, style=hue, hue_order=shown, style_order=shown,
                  palette=styles.palette(shown), dashes=styles.dashes(shown), markers=styles.markers(shown),
-                 markevery=max(1, math.ceil(points / 8)), markersize=6, linewidth=1.6,
-                 errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, err_kws={"alpha": 0.15},
+                 markevery=max(1, math.ceil(points / 8)), markersize=6, linewidth=1.6, errorbar=band, err_kws={"alpha": 0.15},
                  ax=ax, legend=legend)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(Y_LABELS.get(y, y))
@@ -155,11 +163,99 @@ def cost_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label
     return ax
 
 
-def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = None, cmap: str = "cividis", **kwargs):
-    """Heatmap of a 2-D table (rows × columns), annotated with ``annotations`` (strings) or the values."""
+def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = None, cmap: str = "cividis",
+            path: list | None = None, path_label: str | None = None, **kwargs):
+    """Heatmap of a 2-D table (rows × columns), annotated with ``annotations`` (strings) or the values.
+
+    ``path``, a list of (row, column) labels of ``table``, is drawn as a line through those cells' centres
+    (the best column of each row, say), labelled ``path_label`` in a legend below the panel.
+    """
     ax = ax if ax is not None else plt.gca()
     annot = annotations.to_numpy() if annotations is not None else True
     sns.heatmap(table.astype(float), annot=annot, fmt="" if annotations is not None else ".3g", cmap=cmap, ax=ax,
                 linewidths=0.5, **kwargs)
+    if path:
+        rows, columns = list(table.index), list(table.columns)
+        xs = [columns.index(column) + 0.5 for _, column in path]
+        ys = [rows.index(row) + 0.5 for row, _ in path]
+        # white under black stays visible on every colour of the map
+        ax.plot(xs, ys, color="white", linewidth=4.5, solid_capstyle="round", zorder=3)
+        ax.plot(xs, ys, color="black", linewidth=1.8, marker="o", markersize=5, markerfacecolor="white", zorder=4, label=path_label)
+        if path_label:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize="small")
     return ax
+
+
+def faceted_curve_figure(frame: pd.DataFrame, metrics: list[str], facet: str, facet_order=None, facet_titles=None,
+                         x: str = "epoch", hue: str = "label", log_y=(), panel_width: float = 3.2, panel_height: float = 2.6):
+    """Curves in small multiples by the values of column ``facet`` (an architecture, a learning rate): one row
+    per metric, one column per facet value, every panel showing every label of its data; one legend below.
+
+    ``facet_titles`` maps a facet value to its column title (default ``str``). Each row shares its y axis, so
+    the panels compare at a glance.
+    """
+    facet_order = list(facet_order) if facet_order is not None else list(dict.fromkeys(frame[facet]))
+    labels = list(dict.fromkeys(frame[hue]))
+    rows, columns = len(metrics), len(facet_order)
+    legend_rows = math.ceil(len(labels) / min(3, max(2, columns)))
+    legend_height = 0.24 * legend_rows + 0.3
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
+    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
+    handles_by_label = {}
+    for row, metric in enumerate(metrics):
+        first = None
+        for column, value in enumerate(facet_order):
+            ax = fig.add_subplot(layout[row, column], sharey=first)
+            first = first or ax
+            metric_curves(frame[frame[facet] == value], metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, legend=True)
+            legend = ax.get_legend()
+            if legend is not None:
+                handles_by_label.update(zip([text.get_text() for text in legend.get_texts()], legend.legend_handles))
+                legend.remove()
+            if metric in log_y:
+                plain = mticker.FuncFormatter(lambda tick, _: f"{tick:g}")
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
+            if column > 0:
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+            if row == 0:
+                ax.set_title(facet_titles(value) if facet_titles else str(value), fontsize="medium")
+            if row < rows - 1:
+                ax.set_xlabel("")
+    legend_ax = fig.add_subplot(layout[rows, :])
+    legend_ax.axis("off")
+    shown = [label for label in labels if label in handles_by_label]
+    legend_ax.legend([handles_by_label[label] for label in shown], shown, loc="upper center", frameon=False,
+                     ncol=min(3, max(2, columns)), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def lr_sensitivity_figure(final_rows: pd.DataFrame, sensitivity: pd.DataFrame, tolerance: float, score: str = "final_accuracy",
+                          by: str = "lr", score_title: str = "final test accuracy (%)", columns: int = 2,
+                          panel_width: float = 3.4, panel_height: float = 2.5):
+    """One panel per label: mean ``score`` (an accuracy fraction, shown in %) against ``by`` on a log axis with
+    a 95% band over seeds, the level ``tolerance`` below the best (dashed) and the range of values that stay
+    above it (shaded), from :func:`optbench.studies.common.lr_sensitivity`."""
+    labels = list(sensitivity.index)
+    rows = math.ceil(len(labels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), sharex=True, sharey=True, squeeze=False)
+    for ax, label in zip(axes.flat, labels):
+        runs = final_rows[final_rows["label"] == label].assign(**{score: lambda data: data[score] * 100.0})
+        look = styles.style(label)
+        sns.lineplot(data=runs, x=by, y=score, color=look.color, marker=look.marker, markersize=6, linewidth=1.6,
+                     errorbar=band, err_kws={"alpha": 0.15}, ax=ax)
+        row = sensitivity.loc[label]
+        if math.isfinite(row["low"]):
+            ax.axvspan(row["low"] / 1.25, row["high"] * 1.25, color=look.color, alpha=0.12, linewidth=0)
+            ax.axhline(100.0 * (row["best_score"] - tolerance), color="black", linewidth=0.8, linestyle=(0, (4, 2)))
+        ax.set_xscale("log")
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(score_title)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 
