@@ -57,6 +57,14 @@ def test_heatmap_path_runs_through_the_named_cells():
     plotting.heatmap(table, ax=ax, path=[("1/2", "0.001"), ("1/16", "0.1")], path_label="best")
     line = next(line for line in ax.lines if line.get_label() == "best")
     assert list(line.get_xdata()) == [0.5, 2.5] and list(line.get_ydata()) == [0.5, 1.5]
+    # the named cells are outlined, and every annotation sits above the line on its cell's colour
+    outlined = {(patch.get_x(), patch.get_y()) for patch in ax.patches if patch.get_edgecolor()[:3] == (0, 0, 0)}
+    assert outlined == {(0, 0), (2, 1)}
+    mesh = ax.collections[0]
+    for text in ax.texts:
+        x, y = text.get_position()
+        assert text.get_zorder() > line.get_zorder()
+        assert tuple(text.get_bbox_patch().get_facecolor()) == tuple(mesh.get_facecolors()[int(y) * 3 + int(x)])
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["best"]
     plt.close(fig)
 
@@ -84,4 +92,21 @@ def test_sensitivity_figure_shades_the_range_within_the_tolerance():
     # the shading spans 0.001 to 0.01, widened a little so single points show
     assert shaded.get_x() == pytest.approx(0.001 / 1.25) and shaded.get_x() + shaded.get_width() == pytest.approx(0.01 * 1.25)
     assert adam.get_xscale() == "log" and adam.lines[-1].get_ydata()[0] == pytest.approx(89.0)
+    plt.close(fig)
+
+
+def test_log_axes_below_a_decade_label_only_the_twos_and_fives():
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.plot([1, 2], [0.3, 2.5])
+    ax.set_ylim(0.3, 2.5)
+    plotting.label_log_axis(ax)
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+
+    def shown(locations, formatter):
+        return {formatter(value, 0) for value in locations if low <= value <= high} - {""}
+
+    assert shown(ax.yaxis.get_minorticklocs(), ax.yaxis.get_minor_formatter()) == {"0.5", "2"}
+    assert shown(ax.yaxis.get_majorticklocs(), ax.yaxis.get_major_formatter()) == {"1"}
     plt.close(fig)

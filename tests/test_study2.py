@@ -245,8 +245,8 @@ def test_sensitivity_table_marks_ranges_that_reach_the_grids_end():
     rows = [{"label": "Adam", "lr": lr, "seed": seed, "status": "finished", "final_accuracy": accuracy}
             for lr, accuracy in ((0.001, 0.90), (0.01, 0.895), (0.1, 0.5)) for seed in (0, 1)]
     shown = study.sensitivity_table(common.lr_sensitivity(pd.DataFrame(rows), tolerance=0.01))
-    assert shown.iloc[0]["learning rates within 1 pp"] == "≤ 0.001 to 0.01"
-    assert shown.iloc[0]["width (decades)"] == "1.0 or more"
+    assert shown.iloc[0]["learning rates within 1 pp"] == "0.001 to 0.01"
+    assert shown.iloc[0]["width (decades)"] == "1.0" and shown.iloc[0]["range reaches the grid's end"] == "lower"
 
 
 def test_variant_styles_are_ordered_by_p_and_keep_padams_marker():
@@ -257,3 +257,18 @@ def test_variant_styles_are_ordered_by_p_and_keep_padams_marker():
     # a fixed-p comparison of the schedule looks like its p
     assert styles.style("Padam p=1/2, lr 0.001").color == styles.style("Padam p=1/2").color
     assert styles.style(study.SCHEDULE_LABEL).color not in {look.color for look in looks}
+
+
+def test_sensitivity_finding_names_every_optimizer_sharing_the_widest_range():
+    table = pd.DataFrame({"decades": [1.0, 0.0, 1.0]}, index=["Padam", "Adam", "AMSGrad"])
+    assert study.sensitivity_finding(table) == "is widest for Padam and AMSGrad: 1.0 decades within 1 pp of the best"
+    assert study.sensitivity_finding(table * 0).startswith("is narrow for every optimizer")
+    assert "diverged" in study.sensitivity_finding(table * math.nan)
+
+
+def test_largest_curve_gap_is_the_widest_distance_between_two_mean_curves():
+    frame = pd.DataFrame([{"label": label, "architecture": architecture, "seed": seed, "epoch": epoch,
+                           "test_error": base + 0.01 * seed + (0.05 if (label, architecture, epoch) == ("Adam", "vgg16", 2) else 0)}
+                          for label, base in (("Adam", 0.3), ("AMSGrad", 0.31)) for architecture in ("vgg16", "resnet18")
+                          for seed in (0, 1) for epoch in (1, 2, 3)])
+    assert study.largest_curve_gap(frame, "Adam", "AMSGrad") == pytest.approx(0.04)

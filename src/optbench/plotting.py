@@ -11,6 +11,7 @@ import math
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
+from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -123,9 +124,7 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
             handles, names = ax.get_legend_handles_labels()
             ax.get_legend().remove()
             if metric in log_y:
-                plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
+                label_log_axis(ax)
             if shared is not None:
                 ax.set_ylabel("")
                 ax.tick_params(labelleft=False)
@@ -143,6 +142,18 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
         legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, columns * 2), fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def label_log_axis(ax) -> None:
+    """Plain numbers (0.1, 1, 10) on a log y axis; on one spanning less than a decade, also the minor ticks
+    at 2 and 5 times a power of ten, so that the axis has labels without crowding them."""
+    plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    if _decades(ax) < 1:
+        ax.yaxis.set_minor_formatter(mticker.FuncFormatter(
+            lambda value, _: f"{value:g}" if value > 0 and round(value / 10 ** math.floor(math.log10(value)), 6) in (2, 5) else ""))
+    else:
+        ax.yaxis.set_minor_formatter(mticker.NullFormatter())
 
 
 def _decades(ax) -> float:
@@ -167,8 +178,8 @@ def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = Non
             path: list | None = None, path_label: str | None = None, **kwargs):
     """Heatmap of a 2-D table (rows × columns), annotated with ``annotations`` (strings) or the values.
 
-    ``path``, a list of (row, column) labels of ``table``, is drawn as a line through those cells' centres
-    (the best column of each row, say), labelled ``path_label`` in a legend below the panel.
+    ``path``, a list of (row, column) labels of ``table``, outlines those cells (the best column of each row,
+    say) and joins their centres by a line under the annotations, labelled ``path_label`` in a legend below.
     """
     ax = ax if ax is not None else plt.gca()
     annot = annotations.to_numpy() if annotations is not None else True
@@ -176,18 +187,30 @@ def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = Non
                 linewidths=0.5, **kwargs)
     if path:
         rows, columns = list(table.index), list(table.columns)
+        mesh = ax.collections[0]
+        mesh.update_scalarmappable()
+        colours = mesh.get_facecolors()
+        # the annotations sit on a patch of their cell's colour above the path, which stays followable between them
+        for text in ax.texts:
+            x, y = text.get_position()
+            text.set_bbox({"boxstyle": "round,pad=0.15", "facecolor": colours[int(y) * len(columns) + int(x)], "edgecolor": "none"})
+            text.set_zorder(5)
+        for row, column in path:
+            corner = (columns.index(column), rows.index(row))
+            ax.add_patch(Rectangle(corner, 1, 1, fill=False, edgecolor="white", linewidth=4, zorder=3))
+            ax.add_patch(Rectangle(corner, 1, 1, fill=False, edgecolor="black", linewidth=1.6, zorder=3.5))
         xs = [columns.index(column) + 0.5 for _, column in path]
         ys = [rows.index(row) + 0.5 for row, _ in path]
         # white under black stays visible on every colour of the map
-        ax.plot(xs, ys, color="white", linewidth=4.5, solid_capstyle="round", zorder=3)
-        ax.plot(xs, ys, color="black", linewidth=1.8, marker="o", markersize=5, markerfacecolor="white", zorder=4, label=path_label)
+        ax.plot(xs, ys, color="white", linewidth=4.5, solid_capstyle="round", zorder=4)
+        ax.plot(xs, ys, color="black", linewidth=1.8, zorder=4.5, label=path_label)
         if path_label:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize="small")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize="small")
     return ax
 
 
 def faceted_curve_figure(frame: pd.DataFrame, metrics: list[str], facet: str, facet_order=None, facet_titles=None,
-                         x: str = "epoch", hue: str = "label", log_y=(), panel_width: float = 3.2, panel_height: float = 2.6):
+                         x: str = "epoch", hue: str = "label", log_y=(), panel_width: float = 2.6, panel_height: float = 2.3):
     """Curves in small multiples by the values of column ``facet`` (an architecture, a learning rate): one row
     per metric, one column per facet value, every panel showing every label of its data; one legend below.
 
@@ -213,9 +236,7 @@ def faceted_curve_figure(frame: pd.DataFrame, metrics: list[str], facet: str, fa
                 handles_by_label.update(zip([text.get_text() for text in legend.get_texts()], legend.legend_handles))
                 legend.remove()
             if metric in log_y:
-                plain = mticker.FuncFormatter(lambda tick, _: f"{tick:g}")
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(plain if _decades(ax) < 1 else mticker.NullFormatter())
+                label_log_axis(ax)
             if column > 0:
                 ax.set_ylabel("")
                 ax.tick_params(labelleft=False)

@@ -219,7 +219,8 @@ def register_styles(settings: Settings) -> None:
     """Give Padam at each p of the chapter one look (cividis from small to large p, Padam's marker), and the
     schedule comparison's curves theirs."""
     values = sorted({*settings.p_grid, settings.report_padam()[0], settings.schedule_p_start, settings.schedule_p_final})
-    styles.register_variants("padam", [p_label(p) for p in values])
+    # viridis: colour-blind safe, and its four steps differ more in hue than cividis's
+    styles.register_variants("padam", [p_label(p) for p in values], colormap="viridis")
     styles.register_variant(SCHEDULE_LABEL, "padam", color="vermillion", dashes="dashdot")
     for p, lr in schedule_endpoints(settings):
         styles.register_variant(fixed_label(p, lr), p_label(p))
@@ -377,6 +378,13 @@ def best_lr_per_p(grid_runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def largest_curve_gap(frame: pd.DataFrame, label_a: str, label_b: str, metric: str = "test_error", by: str = "architecture") -> float:
+    """The largest absolute difference between the mean curves (over seeds) of two labels, over the epochs and
+    the values of ``by``: how far apart two curves of a figure ever are."""
+    means = frame[frame["label"].isin([label_a, label_b])].groupby([by, "epoch", "label"])[metric].mean().unstack("label")
+    return float((means[label_a] - means[label_b]).abs().max())
+
+
 def best_cell(grid_runs: pd.DataFrame) -> dict:
     """The (p, lr) of the grid with the highest mean final test accuracy, with that accuracy."""
     means = accuracy_counting_divergence(grid_runs).groupby(["p", "lr"])["final_accuracy"].mean()
@@ -453,20 +461,36 @@ def with_test_error(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sensitivity_table(sensitivity: pd.DataFrame) -> pd.DataFrame:
-    """:func:`.common.lr_sensitivity` as text: best lr and accuracy, the range within the tolerance, its width."""
-    def end(value, open_end, sign):
-        return f"{sign}{value:g}" if open_end else f"{value:g}"
+    """:func:`.common.lr_sensitivity` as text: best lr and accuracy, the range within the tolerance, its
+    width, and whether it reaches an end of the grid (where the true range may be wider)."""
+    def ends(row) -> str:
+        names = [name for name, reached in (("lower", row.open_low), ("upper", row.open_high)) if reached]
+        return " and ".join(names) if names else "neither"
 
     return pd.DataFrame({
         "optimizer": list(sensitivity.index),
         "best learning rate": [f"{value:g}" for value in sensitivity["best_lr"]],
         "its final test accuracy (%)": [format_number(100 * value) for value in sensitivity["best_score"]],
         f"learning rates within {SENSITIVITY_POINTS:g} pp": [
-            "–" if not math.isfinite(row.low) else f"{end(row.low, row.open_low, '≤ ')} to {end(row.high, row.open_high, '≥ ')}"
+            "–" if not math.isfinite(row.low) else (f"{row.low:g}" if row.low == row.high else f"{row.low:g} to {row.high:g}")
             for row in sensitivity.itertuples()],
-        "width (decades)": [format_number(value) + (" or more" if open_low or open_high else "")
-                            for value, open_low, open_high in zip(sensitivity["decades"], sensitivity["open_low"], sensitivity["open_high"])],
+        "width (decades)": [format_number(value) for value in sensitivity["decades"]],
+        "range reaches the grid's end": [ends(row) for row in sensitivity.itertuples()],
     })
+
+
+def sensitivity_finding(sensitivity: pd.DataFrame) -> str:
+    """The learning-rate sensitivity in one phrase for the findings: who keeps the widest range, or that
+    none keeps more than one learning rate of the grid."""
+    widest = sensitivity["decades"].max()
+    if not math.isfinite(widest):
+        return "cannot be measured: every learning rate diverged"
+    if widest == 0:
+        return (f"is narrow for every optimizer: none stays within {SENSITIVITY_POINTS:g} pp of its best at more than one "
+                "learning rate of the grid")
+    names = list(sensitivity.index[sensitivity["decades"] == widest])
+    owners = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"is widest for {owners}: {widest:.1f} decades within {SENSITIVITY_POINTS:g} pp of the best"
 
 
 def settings_rows(settings: Settings, profile: str) -> dict[str, str]:
