@@ -36,6 +36,38 @@ SUMMARY_METRICS = {
 PERCENT_COLUMNS = ("final_accuracy", "best_accuracy", "final_validation_accuracy")
 
 
+def check_list(name: str, values, check_item, allowed: str, distinct: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``values`` is a non-empty list whose every entry passes
+    ``check_item`` (``allowed`` says what passes), each entry once if ``distinct``."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
+    for value in values:
+        if not check_item(value):
+            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
+    if distinct and len(set(values)) != len(values):
+        raise ValueError(f"invalid {name} {values!r}: the entries must differ")
+
+
+def is_seed(value) -> bool:
+    """An integer >= 0 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_positive_number(value) -> bool:
+    """A finite number > 0 (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def describe_points(value: float) -> str:
+    """An accuracy difference (a fraction) in signed percentage points, for a claim's evidence."""
+    return f"{100 * value:+.1f} pp"
+
+
+def describe_ratio(log_value: float) -> str:
+    """A difference of logarithms as the ratio it stands for, for a claim's evidence."""
+    return f"×{math.exp(log_value):.2f}"
+
+
 def all_configs(groups: RunGroups) -> list[RunConfig]:
     """Every configuration of ``groups``, in order."""
     return [config for configs in groups.values() for config in configs]

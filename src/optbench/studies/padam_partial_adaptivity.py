@@ -32,7 +32,8 @@ from ..optim.padam import check_p
 from ..statistics import format_number, format_spread, spread
 from ..verdicts import LEVEL, Claim, Decision, all_of, decide_best, decide_greater, not_testable
 from . import Study
-from .common import RunGroups, all_configs, epoch_at_fraction, seed_values
+from .common import RunGroups, all_configs, check_list, epoch_at_fraction, is_positive_number, is_seed, seed_values
+from .common import describe_points as _points, describe_ratio as _ratio
 
 #: the report's three networks, by model registry name, in the report's order
 ARCHITECTURES = ("vgg16", "resnet18", "wideresnet")
@@ -80,24 +81,6 @@ def fixed_label(p: float, lr: float) -> str:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_positive(value) -> bool:
-    return _is_number(value) and value > 0
-
-
-def _is_seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_list(name: str, values, check_item, allowed: str) -> None:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
-    for value in values:
-        if not check_item(value):
-            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"invalid {name} {values!r}: the entries must differ")
 
 
 def _is_p(value) -> bool:
@@ -149,10 +132,10 @@ class Settings:
     schedule_lr_final: float = 0.1
 
     def __post_init__(self):
-        _check_list("seeds", self.seeds, _is_seed, "integers >= 0")
-        _check_list("secondary_seeds", self.secondary_seeds, _is_seed, "integers >= 0")
-        _check_list("p_grid", self.p_grid, _is_p, "a number in (0, 1/2] (Padam's partial-adaptivity parameter)")
-        _check_list("lr_grid", self.lr_grid, _is_positive, "a finite number > 0")
+        check_list("seeds", self.seeds, is_seed, "integers >= 0", distinct=True)
+        check_list("secondary_seeds", self.secondary_seeds, is_seed, "integers >= 0", distinct=True)
+        check_list("p_grid", self.p_grid, _is_p, "a number in (0, 1/2] (Padam's partial-adaptivity parameter)", distinct=True)
+        check_list("lr_grid", self.lr_grid, is_positive_number, "a finite number > 0", distinct=True)
         if not isinstance(self.num_epochs, int) or isinstance(self.num_epochs, bool) or self.num_epochs < 1:
             raise ValueError(f"invalid num_epochs {self.num_epochs!r}: num_epochs must be an integer > 0")
         if not isinstance(self.architectures, dict):
@@ -176,22 +159,22 @@ class Settings:
             optim.resolve_hyperparameters(name, **values)
         if not _is_number(self.official_weight_decay) or self.official_weight_decay < 0:
             raise ValueError(f"invalid official_weight_decay {self.official_weight_decay!r}: it must be a number >= 0")
-        if not _is_positive(self.search_lr):
+        if not is_positive_number(self.search_lr):
             raise ValueError(f"invalid search_lr {self.search_lr!r}: it must be a finite number > 0")
-        _check_list("decay_milestones", self.decay_milestones, lambda value: _is_number(value) and 0 < value < 1,
-                    "a fraction of training in (0, 1)")
+        check_list("decay_milestones", self.decay_milestones, lambda value: _is_number(value) and 0 < value < 1,
+                   "a fraction of training in (0, 1)", distinct=True)
         epochs = self.milestone_epochs()
         if epochs != sorted(set(epochs)) or epochs[-1] >= self.num_epochs:
             raise ValueError(f"invalid decay_milestones {self.decay_milestones!r}: at {self.num_epochs} epochs they fall after "
                              f"epochs {epochs}; give increasing fractions that fall after different epochs before the last")
         if not _is_number(self.decay_factor) or not 0 < self.decay_factor < 1:
             raise ValueError(f"invalid decay_factor {self.decay_factor!r}: it must lie in (0, 1)")
-        _check_list("decay_architectures", self.decay_architectures, lambda value: value in ARCHITECTURES,
-                    f"one of {', '.join(ARCHITECTURES)}")
+        check_list("decay_architectures", self.decay_architectures, lambda value: value in ARCHITECTURES,
+                   f"one of {', '.join(ARCHITECTURES)}", distinct=True)
         check_p("schedule_p_start", self.schedule_p_start)
         check_p("schedule_p_final", self.schedule_p_final)
         for name in ("schedule_lr_start", "schedule_lr_final"):
-            if not _is_positive(getattr(self, name)):
+            if not is_positive_number(getattr(self, name)):
                 raise ValueError(f"invalid {name} {getattr(self, name)!r}: it must be a finite number > 0")
 
     def milestone_epochs(self) -> list[int]:
@@ -554,14 +537,6 @@ def source_settings(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 # ---- claims ---------------------------------------------------------------------------------------------
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f} pp"
-
-
-def _ratio(log_value: float) -> str:
-    return f"×{math.exp(log_value):.2f}"
-
 
 def _titled(title: str, decision: Decision) -> Decision:
     return Decision(decision.verdict, f"{title}: {decision.evidence}")
