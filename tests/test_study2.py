@@ -272,3 +272,34 @@ def test_largest_curve_gap_is_the_widest_distance_between_two_mean_curves():
                           for label, base in (("Adam", 0.3), ("AMSGrad", 0.31)) for architecture in ("vgg16", "resnet18")
                           for seed in (0, 1) for epoch in (1, 2, 3)])
     assert study.largest_curve_gap(frame, "Adam", "AMSGrad") == pytest.approx(0.04)
+
+
+def test_the_paper_profile_holds_report_001s_settings():
+    from pathlib import Path
+
+    from optbench import book
+
+    parameters = book.load_profile("paper", Path(__file__).resolve().parents[1], check_data=False)["study2_padam"]
+    settings = STUDIES["study2_padam"].settings_from(parameters)
+    assert (settings.dataset, settings.num_epochs, settings.batch_size, settings.max_train_examples) == ("cifar10", 100, 128, None)
+    assert all(options.get("width", 1.0) == 1.0 for options in settings.architectures.values())
+    assert settings.hyperparameters == {
+        "padam": {"lr": 0.1, "p": 0.125, "weight_decay": 0.005}, "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.005},
+        "adam": {"lr": 0.001, "weight_decay": 0.005}, "amsgrad": {"lr": 0.001, "weight_decay": 0.005}}
+    assert settings.official_weight_decay == 0.0005 and settings.search_lr == 0.1
+    assert {0.0625, 0.125, 0.25} <= set(settings.p_grid) and set(settings.lr_grid) == {0.001, 0.01, 0.1}
+    # the original paper's decay, ×0.1 at epochs 100 and 150 of 200, at the same fractions of 100 epochs
+    assert settings.milestone_epochs() == [50, 75] and settings.decay_factor == 0.1
+
+
+def test_margins_compare_with_the_best_competitor():
+    decay = pd.DataFrame([{"label": label, "architecture": architecture, "seed": seed, "status": "finished", "final_accuracy": accuracy}
+                          for architecture, table in (("wideresnet", {"SGD+momentum": 0.95, "Adam": 0.90, "AMSGrad": 0.92}),
+                                                      ("vgg16", {"SGD+momentum": 0.80, "Adam": 0.85, "AMSGrad": 0.70}))
+                          for label, accuracy in table.items() for seed in (0, 1)])
+    # on VGG-16 SGD is 5 points below Adam: the smallest margin of the two networks
+    assert study.sgd_margin(decay) == pytest.approx(-0.05)
+    schedule = pd.DataFrame([{"label": label, "seed": 0, "status": status, "final_accuracy": accuracy}
+                             for label, accuracy, status in ((study.SCHEDULE_LABEL, 0.9, "finished"), ("Padam p=1/8, lr 0.1", 0.93, "finished"),
+                                                             ("Padam p=1/2, lr 0.1", math.nan, "diverged"))])
+    assert study.schedule_margin(schedule) == pytest.approx(-0.03)

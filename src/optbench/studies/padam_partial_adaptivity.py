@@ -93,7 +93,7 @@ class Settings:
 
     dataset: str = "digits"
     image_size: int | None = None
-    max_train_examples: int | None = None
+    max_train_examples: int | None = 1000
     augment: bool = False
     num_epochs: int = 6
     batch_size: int = 128
@@ -645,6 +645,20 @@ def sgd_overtakes(decay_runs: pd.DataFrame) -> Decision:
     Paired t-tests over seeds, α = 0.05 over the comparisons; a diverged run counts as 0%."""
     runs = accuracy_counting_divergence(decay_runs)
     return _adaptive_against_sgd(runs, list(dict.fromkeys(runs["architecture"])), sgd_first=True)
+
+
+def sgd_margin(decay_runs: pd.DataFrame) -> float:
+    """SGD momentum's mean final test accuracy minus the better of Adam's and AMSGrad's, on the network
+    where it is smallest (a diverged run counts as 0%)."""
+    runs = accuracy_counting_divergence(decay_runs)
+    means = runs.groupby(["architecture", "label"])["final_accuracy"].mean().unstack("label")
+    return float((means[styles.label("sgd")] - means[[styles.label("adam"), styles.label("amsgrad")]].max(axis=1)).min())
+
+
+def schedule_margin(schedule_runs: pd.DataFrame) -> float:
+    """The p/lr schedule's mean final test accuracy minus the best fixed-p Padam's (a diverged run counts as 0%)."""
+    means = accuracy_counting_divergence(schedule_runs).groupby("label")["final_accuracy"].mean()
+    return float(means[SCHEDULE_LABEL] - means.drop(SCHEDULE_LABEL).max())
 
 
 def schedule_beats_fixed(schedule_runs: pd.DataFrame, settings: Settings) -> Decision:
