@@ -108,6 +108,8 @@ CASES = [
     Case("profile: augment not a boolean", lambda ctx: ctx.study_parameter("augment", "'yes'"), ("'yes'", "true or false")),
     Case("profile: validation fraction above 1", lambda ctx: ctx.study_parameter("validation_fraction", "1.5"), ("1.5", "(0, 1)")),
     Case("profile: negative model width", lambda ctx: ctx.study_parameter("model_width", "-0.5"), ("-0.5", "> 0")),
+    Case("profile: study 2's p above 1/2", lambda ctx: ctx.profile("notebooks:\n  study2_padam:\n    p_grid: [0.125, 0.9]\n"),
+         ("p_grid [0.125, 0.9]", "got 0.9", "(0, 1/2]")),
     # ---- notebook parameters, as papermill injects them -----------------------------------------------
     Case("notebook: zero batch size", lambda ctx: STUDIES["study1_optimizers"].validate({"batch_size": 0}), ("batch_size 0", "> 0")),
     Case("notebook: negative seed", lambda ctx: STUDIES["study1_optimizers"].validate({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
@@ -115,6 +117,14 @@ CASES = [
          ("p 0.7", "1/2")),
     Case("notebook: one selection seed", lambda ctx: STUDIES["study1_optimizers"].validate({"selection_seeds": [3]}),
          ("selection_seeds [3]", "at least two")),
+    Case("notebook: study 2's p outside (0, 1/2]", lambda ctx: STUDIES["study2_padam"].validate({"p_grid": [0.0625, 0.75]}),
+         ("p_grid [0.0625, 0.75]", "got 0.75", "(0, 1/2]")),
+    Case("notebook: study 2's empty p grid", lambda ctx: STUDIES["study2_padam"].validate({"p_grid": []}), ("p_grid []", "non-empty list")),
+    Case("notebook: study 2's empty lr grid", lambda ctx: STUDIES["study2_padam"].validate({"lr_grid": []}), ("lr_grid []", "non-empty list")),
+    Case("notebook: study 2's unknown architecture", lambda ctx: STUDIES["study2_padam"].validate(
+        {"architectures": {"vgg16": {}, "resnet18": {}, "wideresnet": {}, "alexnet": {}}}), ("'alexnet'", "vgg16, resnet18, wideresnet")),
+    Case("notebook: study 2's schedule p above 1/2", lambda ctx: STUDIES["study2_padam"].validate({"schedule_p_final": 0.6}),
+         ("schedule_p_final 0.6", "(0, 1/2]")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------

@@ -82,9 +82,9 @@ class Study:
 
 
 def _registered() -> dict[str, Study]:
-    from . import optimizer_comparison
+    from . import optimizer_comparison, padam_partial_adaptivity
 
-    return {study.name: study for study in (optimizer_comparison.STUDY,)}
+    return {study.name: study for study in (optimizer_comparison.STUDY, padam_partial_adaptivity.STUDY)}
 
 
 #: every study chapter, in the book's order

@@ -22,6 +22,8 @@ from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_e
 from . import Study
 from ..statistics import format_number
 from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
+from .common import check_list as _check_list, describe_points as _points, describe_ratio as _ratio
+from .common import is_positive_number as _is_positive_number, is_seed as _is_seed
 
 #: registry names in the chapter's order
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
@@ -33,22 +35,6 @@ FC_OPTIMIZERS = ("adam_scheduled_betas", "adam", "rmsprop", "adagrad")
 MARKEDLY = 1.10
 #: C9's "comparable": final test accuracies within this many percentage points
 COMPARABLE_POINTS = 2.0
-
-
-def _check_list(name, values, check_item, allowed: str) -> None:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
-    for value in values:
-        if not check_item(value):
-            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
-
-
-def _is_seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -281,14 +267,6 @@ def source_settings(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 # ---- claims ---------------------------------------------------------------------------------------------
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f} pp"
-
-
-def _ratio(log_value: float) -> str:
-    return f"×{math.exp(log_value):.2f}"
-
 
 def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFrame, settings: Settings) -> list[Claim]:
     """Decide claims C1–C10 on protocol A's and the fully connected experiment's per-run summaries and the timing.
