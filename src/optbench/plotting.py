@@ -139,6 +139,25 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
     return fig
 
 
+def _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height):
+    labels = list(dict.fromkeys(frame[hue]))
+    legend_height = 0.2 * math.ceil(len(labels) / 3) + 0.3
+    fig = plt.figure(figsize=(panel_width * len(metrics), panel_height + legend_height))
+    layout = fig.add_gridspec(2, len(metrics), height_ratios=[panel_height, legend_height])
+    for column, metric in enumerate(metrics):
+        ax = fig.add_subplot(layout[0, column])
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        if metric in log_y:
+            label_log_axis(ax)
+    legend_ax = fig.add_subplot(layout[1, :])
+    legend_ax.axis("off")
+    legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, len(names)), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def label_log_axis(ax) -> None:
     """Plain numbers (0.1, 1, 10) on a log y axis; on one spanning less than a decade, also the minor ticks
     at 2 and 5 times a power of ten, so that the axis has labels without crowding them."""

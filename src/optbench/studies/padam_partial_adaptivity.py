@@ -684,3 +684,22 @@ STUDY = Study(
             "tbl-s2-decay", "tbl-s2-schedule", "tbl-s2-sensitivity", "tbl-s2-claims"),
     claims=("C11", "C12", "C13", "C14", "C15"),
 )
+
+
+def workload_table(frame_base: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: the four optimizers' baselines on each
+    architecture (the report's hyperparameters), one row per run (:func:`optbench.chapter_results.workload_runs`)."""
+    from ..chapter_results import workload_runs
+
+    return pd.concat([
+        workload_runs(frame_base[frame_base["architecture"] == name], f"{TITLES[name]} (study 2) on {settings.dataset}")
+        for name in ARCHITECTURES if name in set(frame_base["architecture"])
+    ], ignore_index=True)
+
+
+def headlines(best: dict, search_best: str) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best cell of the p × lr grid and the p search's winner."""
+    return {
+        "best p × lr cell on ResNet-18 (mean final test accuracy)": f"p = {p_text(best['p'])}, lr {best['lr']:g} ({100 * best['final_accuracy']:.1f}%)",
+        "best p at the search lr on VGG-16": search_best,
+    }
