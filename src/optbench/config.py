@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import data, models, optim
+from .checks import check_finite
 
 SCHEDULERS = ("none", "multistep", "cosine")
 INITS = ("default", "metainit")
@@ -93,6 +94,9 @@ class RunConfig:
         import torch
 
         optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+        # what no check above covers (a width of inf is > 0): every number of a run is finite
+        for item in fields(self):
+            check_finite(item.name, getattr(self, item.name))
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
