@@ -268,8 +268,8 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
     if output is not None and len(names) != 1:
         raise ProfileError(f"--output {str(output)!r} names one executed notebook; give exactly one --notebook "
                            f"(got {len(names)}: {', '.join(names)})")
-    parameters = load_profile(profile, root, overrides=overrides, notebooks=names)
     check_environment()
+    parameters = load_profile(profile, root, overrides=overrides, notebooks=names)
     results = results_directory(root)
     # the kernels inherit it: a relative or empty value would put records under the kernel's working directory
     os.environ[RESULTS_VARIABLE] = str(results)
