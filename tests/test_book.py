@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from bs4 import BeautifulSoup
 
 from optbench import book
@@ -48,8 +49,16 @@ def test_executed_notebooks_have_hidden_parameters_and_no_stderr_noise(built_boo
         assert noise == [], f"{name}: stderr in the executed notebook: {noise[:2]}"
         html = (root / "_build" / "html" / PAGES[name]).read_text()
         assert "Parameters" not in html and 'profile = "smoke"' not in html
-    # the progress bars went to the terminal instead
+        # the injected cell shows every parameter's final value, not only the profile's changes
+        values = {}
+        exec(injected[0].source, {}, values)
+        assert values == book.load_profile("smoke", root, check_data=False)[name]
+    # the progress bars went to the terminal instead; the kernels' own chatter did not
     assert "protocol A" in log
+    for noise in ("[IPKernelApp]", "KeyboardInterrupt", "Traceback", "Kernel is running over TCP"):
+        assert noise not in log, noise
+    # each chapter's plan came first
+    assert "study1_optimizers: 80 runs needed, 0 stored, 80 to train, time left unknown" in log
 
 
 @pytest.mark.parametrize("chapter", sorted(STUDIES))
@@ -308,3 +317,87 @@ def test_site_works_from_any_web_server(built_book):
     html = root / "_build" / "html"
     assert site.absolute_local_links(html, forbidden=(str(root),)) == []
     assert site.broken_internal_links(html) == []
+
+
+def _cli(root, *argv):
+    env = {**os.environ, "OPTBENCH_RESULTS_DIR": str(root / "results"), "OPTBENCH_NUM_THREADS": "1"}
+    return subprocess.run([str(BIN / "optbench"), *argv, "--root", str(root)], env=env, capture_output=True, text=True, timeout=900)
+
+
+def _store_files(root):
+    return {str(path.relative_to(root)): path.stat().st_mtime_ns for path in (root / "results").rglob("*") if path.is_file()}
+
+
+def test_plan_and_status_of_the_built_store(built_book):
+    from optbench import plan as plans
+    from optbench.store import ResultsStore
+    from optbench.summary import compute_summary
+
+    root, _ = built_book
+    planned = _cli(root, "plan", "--profile", "smoke")
+    assert planned.returncode == 0, planned.stderr
+    assert "study1_optimizers: 80 runs needed, 80 stored, 0 to train, nothing to train" in planned.stdout
+    status = _cli(root, "status", "--profile", "smoke")
+    assert status.returncode == 0, status.stderr
+    chapter = re.split(r"\s{2,}", status.stdout.splitlines()[2].strip())
+    assert chapter[0] == "study1_optimizers" and int(chapter[1]) + int(chapter[2]) == 80 and chapter[3:6] == ["0", "0", "0"]
+    # the chapters' compute and the rest add up to every record's
+    store = ResultsStore(root / "results" / "smoke")
+    states = plans.store_states(store)
+    [study] = plans.chapter_states(book.load_profile("smoke", root, check_data=False), list(STUDIES), store, states)
+    others = sum(plans.record_seconds(entry.record) for run_id, entry in states.items() if run_id not in study.planned)
+    assert study.seconds_spent + others == pytest.approx(compute_summary(store)["seconds"])
+
+
+def test_command_line_parameters_reach_the_notebook_and_papermill_itself_gives_the_same(built_book, tmp_path):
+    root, _ = built_book
+    book_before = (root / "book" / "studies" / "study1_optimizers.ipynb").stat().st_mtime_ns
+    store_before = _store_files(root)
+    # the same runs in another order: visible in the notebook, and nothing to train
+    (tmp_path / "overrides.yaml").write_text("selection_seeds: [1, 0]\n")
+    output = tmp_path / "out" / "study1.ipynb"
+    executed = _cli(root, "execute", "--profile", "smoke", "--notebook", "study1_optimizers", "-f", str(tmp_path / "overrides.yaml"),
+                    "-p", "lr_grid", "[0.1, 0.001]", "--output", str(output))
+    assert executed.returncode == 0, executed.stderr[-3000:]
+    assert "80 runs needed, 80 stored, 0 to train" in executed.stdout
+    assert _store_files(root) == store_before  # every run was stored: nothing trained or rewritten
+    assert (root / "book" / "studies" / "study1_optimizers.ipynb").stat().st_mtime_ns == book_before
+    ours = nbformat.read(output, as_version=4)
+    [injected] = [cell for cell in ours.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    values = {}
+    exec(injected.source, {}, values)
+    defaults = book.notebook_parameters(root / "notebooks" / "study1_optimizers.md")
+    smoke = yaml.safe_load((root / "profiles" / "smoke.yaml").read_text())["notebooks"]["study1_optimizers"]
+    assert values == {**defaults, **smoke, "selection_seeds": [1, 0], "lr_grid": [0.1, 0.001], "profile": "smoke"}
+    assert any("0.1, 0.001" in _text(cell) for cell in ours.cells)  # the settings table shows the grid as given
+
+    # papermill itself, on the jupytext conversion, with the profile's values as a parameter file and -y on top
+    parameters = _cli(root, "parameters", "--profile", "smoke", "--notebook", "study1_optimizers")
+    assert parameters.returncode == 0, parameters.stderr
+    (tmp_path / "smoke.yaml").write_text(parameters.stdout)
+    source = tmp_path / "study1.ipynb"
+    converted = subprocess.run([str(BIN / "jupytext"), "--to", "ipynb", "--output", str(source), str(root / "notebooks" / "study1_optimizers.md")],
+                               capture_output=True, text=True, timeout=300)
+    assert converted.returncode == 0, converted.stderr
+    env = {**os.environ, "OPTBENCH_RESULTS_DIR": str(root / "results"), "OPTBENCH_NUM_THREADS": "1"}
+    theirs_path = tmp_path / "papermill.ipynb"
+    papermill = subprocess.run([str(BIN / "papermill"), str(source), str(theirs_path), "-f", str(tmp_path / "smoke.yaml"),
+                                "-y", "{selection_seeds: [1, 0], lr_grid: [0.1, 0.001]}", "--cwd", str(root)],
+                               env=env, capture_output=True, text=True, timeout=900)
+    assert papermill.returncode == 0, papermill.stderr[-3000:]
+    assert _store_files(root) == store_before  # papermill's run asked for exactly the runs optbench stored
+    theirs = nbformat.read(theirs_path, as_version=4)
+    mine = [_outputs(cell) for cell in ours.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+    papers = [_outputs(cell) for cell in theirs.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+    assert len(mine) == len(papers) and sum(map(bool, mine)) >= 10
+    for index, (a, b) in enumerate(zip(mine, papers)):
+        assert a == b, f"cell {index} differs"
+
+
+def _outputs(cell) -> list:
+    """A cell's outputs without what differs between two executions of the same thing (execution counts)."""
+    return [{key: value for key, value in output.items() if key not in ("execution_count", "metadata")} for output in cell.get("outputs", [])]
+
+
+def _text(cell) -> str:
+    return " ".join(str(output.get("data", {}).get("text/markdown", "")) + str(output.get("text", "")) for output in cell.get("outputs", []))

@@ -75,6 +75,24 @@ def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     assert fashion.num_classes == 10 and (tmp_path / "FashionMNIST" / "raw").is_dir()
 
 
+def test_checking_that_a_dataset_can_be_had_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path / "data"))
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):  # no network: refused at once
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("NO_PROXY", "")
+    # Debian's package where installed: found without unpacking it into the data directory
+    if data.DEBIAN_FASHION_MNIST.is_dir():
+        data.ensure_available("fashion_mnist")
+    assert not (tmp_path / "data").exists()
+    # elsewhere the check fails before any download or unpacking, and still writes nothing
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    for name in ("fashion_mnist", "cifar10"):
+        with pytest.raises(data.DatasetUnavailableError, match=f"'{name}'.*OPTBENCH_DATA_DIR"):
+            data.ensure_available(name)
+    assert not (tmp_path / "data").exists()
+
+
 def test_missing_dataset_offline_names_dataset_directory_and_remedy(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(data.DatasetUnavailableError) as error:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import data, models, optim
+from .checks import check_finite
 
 SCHEDULERS = ("none", "multistep", "cosine")
 INITS = ("default", "metainit")
@@ -117,6 +118,9 @@ class RunConfig:
                 f"invalid compile_model True for optimizer {self.optimizer!r}: it backpropagates through its "
                 "gradients (Hessian-vector products), which torch.compile does not support; use compile_model false"
             )
+        # what no check above covers (a width of inf is > 0): every number of a run is finite
+        for item in fields(self):
+            check_finite(item.name, getattr(self, item.name))
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values, without late settings that have their default (see the class)."""

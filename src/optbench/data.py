@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,10 +95,27 @@ def check_dataset_name(name: str) -> None:
 
 
 def ensure_available(name: str) -> None:
-    """Raise :class:`DatasetUnavailableError` now, before any training, if dataset ``name`` cannot be had."""
+    """Raise :class:`DatasetUnavailableError` now, before any training, if dataset ``name`` cannot be had.
+
+    A check writes nothing: the dataset is on disk (in torchvision's layout under :func:`data_dir`, or
+    Debian's Fashion-MNIST package), or its download address answers; the download itself (or unpacking
+    Debian's files) waits for the first run that loads it.
+    """
     check_dataset_name(name)
-    if name != "digits":
-        _load_torchvision(name, download=True)
+    if name == "digits" or (name == "fashion_mnist" and _debian_fashion_mnist_files()):
+        return
+    try:
+        _load_torchvision(name, download=False)
+        return
+    except DatasetUnavailableError:
+        pass
+    dataset_class = getattr(__import__("torchvision").datasets, _TORCHVISION[name])
+    mirrors = getattr(dataset_class, "mirrors", None)
+    url = f"{mirrors[0]}{dataset_class.resources[0][0]}" if mirrors else dataset_class.url
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20).close()
+    except Exception as error:  # URLError, HTTPError, timeouts: the download would fail the same way
+        raise _unavailable(name, error) from None
 
 
 def load_dataset(name: str, image_size: int | None = None, device: torch.device | str = "cpu", download: bool = True) -> ImageData:
@@ -132,12 +150,25 @@ def _load_digits():
     return torch.from_numpy(train_x), torch.from_numpy(train_y), torch.from_numpy(test_x), torch.from_numpy(test_y), 10
 
 
+def _unavailable(name: str, error: Exception) -> DatasetUnavailableError:
+    root = data_dir()
+    how = _HOW_TO_SUPPLY[name].format(root=root)
+    return DatasetUnavailableError(
+        f"dataset {name!r} is not in {root} and could not be downloaded ({type(error).__name__}: {error}). "
+        f"To supply it: {how}; or set OPTBENCH_DATA_DIR to the directory that holds it."
+    )
+
+
+def _debian_fashion_mnist_files() -> list[Path]:
+    """Debian's four gzipped Fashion-MNIST files, or [] where the package is not installed."""
+    files = sorted(DEBIAN_FASHION_MNIST.glob("*-ubyte.gz")) if DEBIAN_FASHION_MNIST.is_dir() else []
+    return files if len(files) == 4 else []
+
+
 def _provide_debian_fashion_mnist(root: Path) -> None:
     """Un-gzip Debian's Fashion-MNIST files where torchvision's loader looks for them."""
     raw = root / "FashionMNIST" / "raw"
-    if not DEBIAN_FASHION_MNIST.is_dir():
-        return
-    for gz_path in sorted(DEBIAN_FASHION_MNIST.glob("*-ubyte.gz")):
+    for gz_path in _debian_fashion_mnist_files():
         target = raw / gz_path.name[: -len(".gz")]
         if target.exists():
             continue
@@ -159,11 +190,7 @@ def _load_torchvision(name: str, download: bool):
         train = dataset_class(str(root), train=True, download=download)
         test = dataset_class(str(root), train=False, download=download)
     except Exception as error:  # torchvision raises RuntimeError, URLError or OSError depending on what failed
-        how = _HOW_TO_SUPPLY[name].format(root=root)
-        raise DatasetUnavailableError(
-            f"dataset {name!r} is not in {root} and could not be downloaded ({type(error).__name__}: {error}). "
-            f"To supply it: {how}; or set OPTBENCH_DATA_DIR to the directory that holds it."
-        ) from None
+        raise _unavailable(name, error) from None
     return (*_as_tensors(train), *_as_tensors(test), len(train.classes))
 
 

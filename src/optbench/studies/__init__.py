@@ -69,11 +69,14 @@ class Study:
     def validate(self, parameters: dict, check_data: bool = True) -> None:
         """Raise ``ValueError`` (or :class:`~optbench.data.DatasetUnavailableError`) for parameters the study rejects.
 
-        Builds the settings and every planned configuration; with ``check_data`` the datasets must be on
+        Every number must be finite; then it builds the settings and every planned configuration; with ``check_data`` the datasets must be on
         disk or downloadable too.
         """
         from .. import data
+        from ..checks import check_finite
 
+        for name, value in parameters.items():
+            check_finite(name, value)
         settings = self.settings_from(parameters)
         configs = self.planned_runs(settings)
         if check_data:
