@@ -200,7 +200,6 @@ def _visiting(browser, site: str, page: str, viewport: dict, screenshot: Path | 
         visit.close()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_in_a_desktop_browser(browser, site, screenshots, page):
     with _visiting(browser, site, page, DESKTOP, screenshots / f"{_name(page)}-desktop.png") as visit:
@@ -219,7 +218,6 @@ def test_page_in_a_desktop_browser(browser, site, screenshots, page):
         assert visit.problems == [], f"{page}: {visit.problems}"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_on_a_420_px_phone_cuts_nothing_off(browser, site, screenshots, page):
     with _visiting(browser, site, page, PHONE, screenshots / f"{_name(page)}-phone.png") as visit:
