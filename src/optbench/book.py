@@ -22,6 +22,7 @@ import yaml
 
 from .checks import check_not_number_as_text
 from .data import DatasetUnavailableError
+from . import chapter_results
 from .progress import PROGRESS_FILE_VARIABLE, ProgressRelay
 from .studies import STUDIES
 
@@ -292,11 +293,14 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
                         target = target / f"{name}.ipynb" if target.is_dir() else target
                     log(f"executing {source.relative_to(root)} with profile {profile!r} -> {_shown(target, root)}")
                     started = time.perf_counter()
+                    # the chapter writes its records' CSV beside it, and hands over to the summary only inside the book
+                    os.environ[chapter_results.OUTPUT_DIR_VARIABLE] = str(target.parent)
                     execution.execute_notebook(name, source, target, parameters[name], cwd=root, log_path=log_path)
                     seconds[name] = time.perf_counter() - started
                     log(f"  {name}: {seconds[name]:.1f} s")
         finally:
             os.environ.pop(PROGRESS_FILE_VARIABLE, None)
+            os.environ.pop(chapter_results.OUTPUT_DIR_VARIABLE, None)
     return seconds
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -37,6 +38,8 @@ from .store import PLAIN_NAME, ResultsStore, parse_record, write_atomically, wri
 from .verdicts import VERDICTS
 
 SCHEMA_VERSION = 1
+#: the directory the executed chapter is written to, set by ``optbench execute`` for each kernel
+OUTPUT_DIR_VARIABLE = "OPTBENCH_OUTPUT_DIR"
 #: columns of the claim table a chapter hands over (those of :func:`optbench.verdicts.claim_table`)
 CLAIM_COLUMNS = ("claim", "report", "claim (reported)", "rule", "measured", "verdict")
 #: columns of the workload table: one row per run; test errors are fractions, NaN where the run diverged
@@ -198,7 +201,8 @@ def save(study, store: ResultsStore, claims: pd.DataFrame, workloads: pd.DataFra
 
     ``ValueError`` names what is wrong before anything is written; an unchanged file is left as it is.
     """
-    run_ids = list(dict.fromkeys(run_ids))
+    # canonical order: the same runs handed over in another order are the same hand-over (no rewrite)
+    run_ids = sorted(set(run_ids))
     missing = [run_id for run_id in run_ids if run_id not in store]
     if missing:
         raise ValueError(f"{study.name}: run(s) {', '.join(missing[:3])} have no record in {store.root}")
@@ -207,7 +211,7 @@ def save(study, store: ResultsStore, claims: pd.DataFrame, workloads: pd.DataFra
         if not isinstance(what, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
             raise ValueError(f"{study.name}: headline {what!r}: {value!r}; give text → text (or an integer count), numbers formatted")
     claims = _check_claims(study, claims)
-    workloads = _check_workloads(study, workloads, run_ids)
+    workloads = _check_workloads(study, workloads, run_ids).sort_values(["workload", "optimizer", "seed", "run_id"], kind="stable")
     content = {
         "schema": SCHEMA_VERSION, "name": study.name, "title": study.title, "reports": list(study.reports),
         "claims": _json_rows(claims), "workloads": _json_rows(workloads), "run_ids": run_ids,
@@ -275,14 +279,27 @@ def write_records_csv(study, store: ResultsStore, run_ids: Iterable[str], direct
     return path, found, len(frame)
 
 
+def output_directory(study) -> Path:
+    """Where the executed chapter goes: ``$OPTBENCH_OUTPUT_DIR`` (``optbench execute`` sets it), else its place in the book."""
+    return Path(os.environ.get(OUTPUT_DIR_VARIABLE) or Path(study.executed).parent)
+
+
 def hand_over(study, store: ResultsStore, claims: pd.DataFrame, workloads: pd.DataFrame, run_ids: Iterable[str],
               headlines: dict[str, str] | None = None):
-    """The chapter's last call: :func:`save` its results, :func:`write_records_csv` its records, and return the
-    Markdown sentence with the CSV's download link (shown in the chapter's reproduce section)."""
+    """The chapter's last call: :func:`save` its results, :func:`write_records_csv` its records beside the executed
+    notebook, and return the Markdown sentence with the CSV's download link (shown in the chapter's reproduce section).
+
+    A chapter executed elsewhere than into the book (``optbench execute --output``) writes its CSV there and
+    hands nothing over: the summary keeps reading what the book's own chapter computed.
+    """
     from IPython.display import Markdown
 
     run_ids = list(dict.fromkeys(run_ids))
-    save(study, store, claims, workloads, run_ids, headlines)
-    path, runs, rows = write_records_csv(study, store, run_ids)
+    directory = output_directory(study)
+    in_book = directory.resolve() == Path(study.executed).parent.resolve()
+    if in_book:
+        save(study, store, claims, workloads, run_ids, headlines)
+    path, runs, rows = write_records_csv(study, store, run_ids, directory)
+    note = "" if in_book else " This execution lies outside the book, so the book's summary does not read it."
     return Markdown(f"The run records behind this chapter ({runs} runs, {rows} rows: one per run and epoch, with each run's "
-                    f"configuration, status and metrics): {{download}}`{path.name} <{path.name}>`.\n")
+                    f"configuration, status and metrics): {{download}}`{path.name} <{path.name}>`.{note}\n")
