@@ -202,6 +202,21 @@ def all_of(decisions: Sequence[Decision], joiner: str = "; ") -> Decision:
     return Decision(verdict, joiner.join(decision.evidence for decision in decisions))
 
 
+def any_of(decisions: Sequence[Decision], joiner: str = " or ") -> Decision:
+    """A claim that holds when at least one of several comparisons does (the dual of :func:`all_of`):
+    supported if any is, contradicted if all are, else inconclusive."""
+    verdicts = [decision.verdict for decision in decisions]
+    if NOT_TESTABLE in verdicts:
+        verdict = NOT_TESTABLE
+    elif SUPPORTED in verdicts:
+        verdict = SUPPORTED
+    elif verdicts and all(verdict == CONTRADICTED for verdict in verdicts):
+        verdict = CONTRADICTED
+    else:
+        verdict = INCONCLUSIVE
+    return Decision(verdict, joiner.join(decision.evidence for decision in decisions))
+
+
 def decide_best(candidate: str, values: dict[str, Iterable[float]], higher_is_better: bool = True,
                 level: float = LEVEL, describe: Callable[[float], str] = lambda value: f"{value:+.3g}") -> Decision:
     """Claim: ``candidate`` beats every other entry of ``values`` (Bonferroni over the comparisons).
