@@ -1,8 +1,9 @@
 """The chapters' figures: curves over seeds, small multiples by optimizer family, cost bars, heatmaps.
 
-Every curve takes its look from :mod:`optbench.styles`. Bands are seaborn's 95% percentile-bootstrap
-interval of the mean over seeds, like the tables' (:mod:`optbench.statistics`); on a log axis seaborn
-computes them in log space, so a band never reaches the axis floor. Accuracies are shown in percent.
+Every curve takes its look from :mod:`optbench.styles`. Bands are the tables' 95% percentile-bootstrap
+interval of the mean over seeds (:func:`optbench.statistics.interval_bounds`, handed to seaborn as its
+``errorbar``); on a log axis seaborn hands it the logarithms, so a band never reaches the axis floor.
+Accuracies are shown in percent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import styles
-from .statistics import BOOTSTRAP_SEED, RESAMPLES
+from .statistics import BOOTSTRAP_SEED, RESAMPLES, interval_bounds
 
 #: figures with more curves than this become small multiples, one panel per family
 MAX_CURVES_PER_PANEL = 6
@@ -31,8 +32,9 @@ Y_LABELS = {
 }
 #: metrics stored as fractions and shown in percent
 PERCENT_METRICS = ("test_accuracy", "train_accuracy", "validation_accuracy")
-#: what every curve band is: seaborn's percentile bootstrap of the mean
-ERRORBAR = ("ci", 95)
+#: what every curve band and bar interval is: the tables' percentile bootstrap of the mean (scipy's, vectorized;
+#: seaborn's own ("ci", 95) resamples in a Python loop, minutes for a chapter's figures)
+ERRORBAR = interval_bounds
 
 
 def _percent(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

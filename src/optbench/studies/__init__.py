@@ -79,9 +79,9 @@ class Study:
 
 
 def _registered() -> dict[str, Study]:
-    from . import optimizer_comparison
+    from . import hybrid_second_order, optimizer_comparison
 
-    return {study.name: study for study in (optimizer_comparison.STUDY,)}
+    return {study.name: study for study in (optimizer_comparison.STUDY, hybrid_second_order.STUDY)}
 
 
 #: every study chapter, in the book's order

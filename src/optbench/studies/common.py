@@ -36,6 +36,23 @@ SUMMARY_METRICS = {
 PERCENT_COLUMNS = ("final_accuracy", "best_accuracy", "final_validation_accuracy")
 
 
+def check_list(name: str, values, check_item, allowed: str) -> None:
+    """Raise ``ValueError`` unless ``values`` is a non-empty list whose every entry passes ``check_item``."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
+    for value in values:
+        if not check_item(value):
+            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
+
+
+def is_seed(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def all_configs(groups: RunGroups) -> list[RunConfig]:
     """Every configuration of ``groups``, in order."""
     return [config for configs in groups.values() for config in configs]

@@ -21,7 +21,7 @@ from ..config import RunConfig
 from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
 from . import Study
 from ..statistics import format_number
-from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
+from .common import RunGroups, all_configs, check_list, is_positive_number, is_seed, ranking, seed_values, select_by_mean
 
 #: registry names in the chapter's order
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
@@ -33,22 +33,6 @@ FC_OPTIMIZERS = ("adam_scheduled_betas", "adam", "rmsprop", "adagrad")
 MARKEDLY = 1.10
 #: C9's "comparable": final test accuracies within this many percentage points
 COMPARABLE_POINTS = 2.0
-
-
-def _check_list(name, values, check_item, allowed: str) -> None:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
-    for value in values:
-        if not check_item(value):
-            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
-
-
-def _is_seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -79,13 +63,13 @@ class Settings:
     timing_rounds: int = 5
 
     def __post_init__(self):
-        _check_list("seeds", self.seeds, _is_seed, "integers >= 0")
-        _check_list("selection_seeds", self.selection_seeds, _is_seed, "integers >= 0")
+        check_list("seeds", self.seeds, is_seed, "integers >= 0")
+        check_list("selection_seeds", self.selection_seeds, is_seed, "integers >= 0")
         if len(set(self.selection_seeds)) < 2:
             raise ValueError(f"invalid selection_seeds {self.selection_seeds!r}: give at least two different seeds, so that "
                              "the chosen learning rate does not rest on one seed's luck")
-        _check_list("lr_grid", self.lr_grid, _is_positive_number, "a finite number > 0")
-        if not _is_positive_number(self.uniform_lr):
+        check_list("lr_grid", self.lr_grid, is_positive_number, "a finite number > 0")
+        if not is_positive_number(self.uniform_lr):
             raise ValueError(f"invalid uniform_lr {self.uniform_lr!r}: it must be a finite number > 0")
         if not isinstance(self.validation_fraction, (int, float)) or not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
