@@ -115,6 +115,13 @@ CASES = [
          ("p 0.7", "1/2")),
     Case("notebook: one selection seed", lambda ctx: STUDIES["study1_optimizers"].validate({"selection_seeds": [3]}),
          ("selection_seeds [3]", "at least two")),
+    Case("notebook: study 3 ablation with an unknown scheduler",
+         lambda ctx: STUDIES["study3_hybrid"].validate({"ablation_schedulers": ["none", "step"]}), ("'step'", "multistep")),
+    Case("notebook: study 3 milestone beyond the epochs", lambda ctx: STUDIES["study3_hybrid"].validate({"schedules": {
+        **STUDIES["study3_hybrid"].settings().schedules, "adasgd": {"scheduler": "multistep", "num_epochs": 200, "milestones": [100, 140, 200]}}}),
+         ("[100, 140, 200]", "adasgd", "from 1 to 199")),
+    Case("notebook: study 3 hessian_every below 1", lambda ctx: STUDIES["study3_hybrid"].validate({"hessian_every": [0]}),
+         ("hessian_every [0]", ">= 1")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------
