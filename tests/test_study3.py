@@ -208,7 +208,7 @@ def test_smaller_profiles_scale_epochs_and_milestones_by_one_fraction():
 
 
 def test_the_ablation_reuses_the_main_runs_and_places_its_own_milestones():
-    settings = study.Settings()
+    settings = study.Settings(epoch_fraction=0.03)
     main = study.main_runs(settings)
     grid = study.ablation_grid(settings)
     assert list(grid) == ["none", "cosine", "multistep"] and list(grid["none"]) == [LABEL[key] for key in study.FIRST_ORDER]
@@ -228,7 +228,7 @@ def test_the_ablation_reuses_the_main_runs_and_places_its_own_milestones():
 
 
 def test_the_mixing_weights_come_from_the_optimizers_schedule():
-    weights = study.mixing_weights(study.Settings())
+    weights = study.mixing_weights(study.Settings(epoch_fraction=0.03))
     assert list(dict.fromkeys(weights["label"])) == ["Dynamic ATMO", "Dynamic PADAM-SGD", "AdaSGD"]
     for label, epochs in (("Dynamic ATMO", 11), ("AdaSGD", 6)):
         rows = weights[weights["label"] == label]

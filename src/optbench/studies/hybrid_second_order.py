@@ -138,7 +138,7 @@ class Settings:
     max_train_examples: int | None = None
     augment: bool = False
     #: every optimizer's epochs and milestones are report 002's times this (rounded half up); 1 in ``paper``
-    epoch_fraction: float = 0.03
+    epoch_fraction: float = 0.028
     hyperparameters: dict = field(default_factory=lambda: copy.deepcopy(REPORT_HYPERPARAMETERS))
     batch_sizes: dict = field(default_factory=lambda: dict(REPORT_BATCH_SIZES))
     schedules: dict = field(default_factory=lambda: copy.deepcopy(REPORT_SCHEDULES))
