@@ -12,6 +12,7 @@ from optbench import book
 from optbench.studies import STUDIES, common
 from optbench.studies import hybrid_second_order as study
 from optbench.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED
+from study_helpers import interleaved_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = {key: variant.label for key, variant in study.VARIANTS.items()}
@@ -43,14 +44,8 @@ def _adahessian_frame(test_losses):
     return pd.DataFrame(rows)
 
 
-def _timing(seconds, rounds=6):
-    rng = np.random.default_rng(0)
-    rows = []
-    for round_number in range(rounds):
-        load = 1 + 0.3 * rng.random()  # a busy moment slows every optimizer of the round
-        for key, value in seconds.items():
-            rows.append({"label": LABEL[key], "round": round_number, "seconds_per_epoch": value * load * (1 + 0.01 * rng.random())})
-    return pd.DataFrame(rows)
+def _timing(seconds):
+    return interleaved_timing({LABEL[key]: value for key, value in seconds.items()})
 
 
 def _ablation_frame(jump, change_without=0.01, decay_epoch=4, epochs=6):
@@ -96,8 +91,8 @@ def test_contrary_numbers_contradict_each_claim():
     # C16: SGD beats both PADAM-SGDs; C17: constant ATMO beats SGD and Adam
     runs.loc[runs["label"] == LABEL["sgd"], "best_accuracy"] += 0.10
     runs.loc[runs["label"] == LABEL["atmo"], "best_accuracy"] += 0.20
-    # C18: AdaHessian's test loss ends at its minimum
-    frame = _adahessian_frame([[1.0, 0.8, 0.6, 0.5, 0.4], [1.1, 0.8, 0.6, 0.5, 0.45], [1.0, 0.7, 0.6, 0.5, 0.42]])
+    # C18: AdaHessian's test loss ends within 3% of its minimum
+    frame = _adahessian_frame([[1.0, 0.8, 0.6, 0.4, 0.41], [1.1, 0.8, 0.6, 0.45, 0.46], [1.0, 0.7, 0.6, 0.42, 0.425]])
     # C19: second order only 1.5× the first
     timing = _timing({**{key: 1.0 for key in study.FIRST_ORDER}, "adahessian": 1.5, "adasgd": 1.5})
     # C20: the decay lowers the accuracy
@@ -145,6 +140,16 @@ def test_one_seed_decides_nothing_about_accuracy():
     one = _verdicts(runs[runs["seed"] == 0], frame[frame["seed"] == 0], timing, ablation[ablation["seed"] == 0])
     for claim in ("C16", "C17", "C18", "C20"):
         assert one[claim].verdict == INCONCLUSIVE, claim
+
+
+def test_c18_is_not_testable_while_every_test_loss_is_still_falling():
+    runs, _, timing, ablation = _report_like()
+    falling = _adahessian_frame([[1.0, 0.8, 0.6], [1.1, 0.8, 0.6], [1.0, 0.7, 0.65]])
+    decision = _verdicts(runs, falling, timing, ablation)["C18"]
+    assert decision.verdict == NOT_TESTABLE and "last epoch of every seed's 3-epoch run" in decision.evidence
+    # one seed past its minimum is enough to apply the rule
+    one_past = _adahessian_frame([[1.0, 0.8, 0.6], [1.1, 0.5, 0.6], [1.0, 0.7, 0.65]])
+    assert _verdicts(runs, one_past, timing, ablation)["C18"].verdict != NOT_TESTABLE
 
 
 def test_c20_is_not_testable_without_a_multistep_optimizer_in_the_ablation():

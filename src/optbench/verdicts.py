@@ -202,19 +202,15 @@ def all_of(decisions: Sequence[Decision], joiner: str = "; ") -> Decision:
     return Decision(verdict, joiner.join(decision.evidence for decision in decisions))
 
 
+#: a comparison read the other way round
+_OPPOSITE = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}
+
+
 def any_of(decisions: Sequence[Decision], joiner: str = " or ") -> Decision:
-    """A claim that holds when at least one of several comparisons does (the dual of :func:`all_of`):
-    supported if any is, contradicted if all are, else inconclusive."""
-    verdicts = [decision.verdict for decision in decisions]
-    if NOT_TESTABLE in verdicts:
-        verdict = NOT_TESTABLE
-    elif SUPPORTED in verdicts:
-        verdict = SUPPORTED
-    elif verdicts and all(verdict == CONTRADICTED for verdict in verdicts):
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
-    return Decision(verdict, joiner.join(decision.evidence for decision in decisions))
+    """A claim that holds when at least one of several comparisons does (the dual of :func:`all_of`, by De
+    Morgan): supported if any is, contradicted if all are, else inconclusive."""
+    flipped = all_of([Decision(_OPPOSITE.get(decision.verdict, decision.verdict), decision.evidence) for decision in decisions], joiner)
+    return Decision(_OPPOSITE.get(flipped.verdict, flipped.verdict), flipped.evidence)
 
 
 def decide_best(candidate: str, values: dict[str, Iterable[float]], higher_is_better: bool = True,
