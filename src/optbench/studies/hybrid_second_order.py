@@ -30,7 +30,7 @@ import torch
 from .. import optim, protocol, styles
 from ..config import SCHEDULERS, RunConfig
 from ..statistics import format_mean_interval, format_number, mean_interval
-from ..verdicts import LEVEL, Claim, all_of, any_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
+from ..verdicts import LEVEL, Claim, Decision, all_of, any_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
 from . import Study
 from .common import RunGroups, all_configs, check_list, is_positive_number, is_seed, seed_values
 
@@ -324,7 +324,7 @@ def mixing_weights(settings: Settings) -> pd.DataFrame:
 # ---- tables -----------------------------------------------------------------------------------------------
 
 def _scale(settings: Settings) -> str:
-    return f"{settings.dataset}, width ×{settings.model_width:g}, epochs ×{settings.epoch_fraction:g}"
+    return f"{settings.dataset}, width ×{settings.model_width:g}, epochs ×{settings.epoch_fraction:g}, mean of {len(settings.seeds)} seeds"
 
 
 def _percent(mean: float, low: float, high: float) -> str:
@@ -332,21 +332,19 @@ def _percent(mean: float, low: float, high: float) -> str:
 
 
 def reported_table(table: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Report 002's Table III beside this build's best test accuracy (mean [95% interval]), with each side's epochs and rank."""
+    """Report 002's Table III beside this build's best test accuracy (mean [95% interval]), with each side's
+    epochs and ranks; report 002's numbers only in the column headed "reported"."""
     keys = list(VARIANTS)
     reported_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda key: -REPORTED_BEST_ACCURACY[key]), start=1)}
     ours = {key: table.loc[VARIANTS[key].label, "best_accuracy"] for key in keys}
     our_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda key: -ours[key]), start=1)}
-    scale = _scale(settings)
     return pd.DataFrame({
         "optimizer": [VARIANTS[key].label for key in keys],
-        "reported best test accuracy (report 002: CIFAR-10, ResNet-18, one run) (%)": [format_number(100 * REPORTED_BEST_ACCURACY[key], 2) for key in keys],
-        "reported epochs": [str(REPORT_SCHEDULES[key]["num_epochs"]) for key in keys],
-        "reported rank": [reported_rank[key] for key in keys],
-        f"this run: best test accuracy ({scale}) (%)": [_percent(*(table.loc[VARIANTS[key].label, f"best_accuracy{suffix}"]
-                                                                  for suffix in ("", "_low", "_high"))) for key in keys],
-        "this run: epochs": [settings.scaled_epochs(key) for key in keys],
-        "this run: rank": [our_rank[key] for key in keys],
+        "reported (report 002, CIFAR-10, full ResNet-18, one run) (%)": [format_number(100 * REPORTED_BEST_ACCURACY[key], 2) for key in keys],
+        f"this run ({_scale(settings)}) (%)": [_percent(*(table.loc[VARIANTS[key].label, f"best_accuracy{suffix}"]
+                                                        for suffix in ("", "_low", "_high"))) for key in keys],
+        "epochs, reported → this run": [f"{REPORT_SCHEDULES[key]['num_epochs']} → {settings.scaled_epochs(key)}" for key in keys],
+        "rank, reported → this run": [f"{reported_rank[key]} → {our_rank[key]}" for key in keys],
     })
 
 
@@ -370,16 +368,16 @@ def hessian_every_table(runs_table: pd.DataFrame, costs_to_sgd: pd.DataFrame, co
 
 def ablation_table(ablation_runs: pd.DataFrame, settings: Settings, metric: str = "final_accuracy") -> pd.DataFrame:
     """Per ablation optimizer: ``metric`` (%) with each scheduler, mean [95% interval] over seeds; report 002's
-    own scheduler is marked with an asterisk."""
+    own scheduler is marked with a dagger (†)."""
     rows = []
     for key in settings.ablation_optimizers:
         label = VARIANTS[key].label
-        row = {"optimizer": label, "report 002's scheduler": SCHEDULER_TITLES[settings.schedules[key]["scheduler"]]}
+        row = {"optimizer": label}
         for scheduler in settings.ablation_schedulers:
             runs = ablation_runs[(ablation_runs["label"] == label) & (ablation_runs["scheduler"] == scheduler)]
             diverged = int((runs["status"] == "diverged").sum())
             text = _percent(*mean_interval(runs[metric]))
-            mark = " *" if scheduler == settings.schedules[key]["scheduler"] else ""
+            mark = " †" if scheduler == settings.schedules[key]["scheduler"] else ""
             row[SCHEDULER_TITLES[scheduler] + " (%)"] = text + mark + (f" ({diverged} diverged)" if diverged else "")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -547,29 +545,39 @@ def weights_figure(weights: pd.DataFrame, frame: pd.DataFrame):
 
 
 def overfitting_figure(frame: pd.DataFrame, label: str, minimum: pd.DataFrame):
-    """``label``'s test and training loss per seed (log scale) with each seed's test-loss minimum marked, and its test accuracy."""
+    """``label``'s test loss (its colour) and training loss (grey) per seed on a log scale, each seed's test-loss
+    minimum marked, and its test accuracy; one line style per seed."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
 
     look = styles.style(label)
     runs = frame[frame["label"] == label]
-    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    seed_styles = ["-", (0, (5, 2)), (0, (1.5, 1.5)), (0, (5, 1.5, 1.5, 1.5))]
+    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    seed_dashes = [styles.DASHES[name] for name in ("solid", "dashed", "dotted", "dashdot")]
+    handles = [plt.Line2D([], [], color=look.color, linewidth=1.8, label="test loss / accuracy"),
+               plt.Line2D([], [], color=styles.OKABE_ITO["grey"], linewidth=1.2, label="training loss")]
     for position, (seed, run) in enumerate(runs.groupby("seed")):
         run = run.sort_values("epoch")
-        dash = seed_styles[position % len(seed_styles)]
-        loss_ax.plot(run["epoch"], run["test_loss"], color=look.color, linestyle=dash, linewidth=1.8, label=f"test loss, seed {seed}")
-        loss_ax.plot(run["epoch"], run["train_loss"], color="#7F7F7F", linestyle=dash, linewidth=1.2, label=f"training loss, seed {seed}")
-        accuracy_ax.plot(run["epoch"], 100 * run["test_accuracy"], color=look.color, linestyle=dash, linewidth=1.8, label=f"seed {seed}")
-    loss_ax.plot(minimum["minimum_epoch"], minimum["minimum_test_loss"], linestyle="none", marker="v", markersize=9, color="black",
-                 label="minimum test loss")
+        dashes = seed_dashes[position % len(seed_dashes)]
+        linestyle = "-" if dashes == "" else (0, dashes)
+        loss_ax.plot(run["epoch"], run["test_loss"], color=look.color, linestyle=linestyle, linewidth=1.8)
+        loss_ax.plot(run["epoch"], run["train_loss"], color=styles.OKABE_ITO["grey"], linestyle=linestyle, linewidth=1.2)
+        accuracy_ax.plot(run["epoch"], 100 * run["test_accuracy"], color=look.color, linestyle=linestyle, linewidth=1.8)
+        handles.append(plt.Line2D([], [], color="black", linestyle=linestyle, linewidth=1.2, label=f"seed {seed}"))
+    loss_ax.plot(minimum["minimum_epoch"], minimum["minimum_test_loss"], linestyle="none", marker="v", markersize=9, color="black")
+    handles.append(plt.Line2D([], [], linestyle="none", marker="v", markersize=9, color="black", label="lowest test loss"))
     loss_ax.set_yscale("log")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss")
-    accuracy_ax.set_xlabel("epoch")
-    accuracy_ax.set_ylabel("test accuracy (%)")
-    loss_ax.legend(fontsize="x-small", frameon=False, ncol=2)
-    accuracy_ax.legend(fontsize="small", frameon=False)
-    fig.tight_layout()
+    plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
+    loss_ax.yaxis.set_major_formatter(plain)
+    low, high = loss_ax.get_ylim()
+    # within one decade the minor ticks carry the only labels
+    loss_ax.yaxis.set_minor_formatter(plain if math.log10(high / low) < 1 else mticker.NullFormatter())
+    for ax, title in ((loss_ax, "loss"), (accuracy_ax, "test accuracy (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False, fontsize="small")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -606,6 +614,11 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f} pp"
 
 
+def _named(name: str, decision: Decision) -> Decision:
+    """``decision`` with its evidence prefixed by ``name`` (whose comparisons they are)."""
+    return Decision(decision.verdict, f"{name} {decision.evidence}")
+
+
 def _ratio(log_value: float) -> str:
     return f"×{math.exp(log_value):.2f}"
 
@@ -624,8 +637,9 @@ def check_claims(runs: pd.DataFrame, frame: pd.DataFrame, timing: pd.DataFrame, 
 
     candidates = ("padam_sgd", "dynamic_padam_sgd")
     others = [key for key in VARIANTS if key not in candidates]
-    c16 = all_of([decide_best(label[candidate], {label[key]: best[key] for key in (candidate, *others)}, level=LEVEL / len(candidates),
-                              describe=_points) for candidate in candidates])
+    c16 = all_of([_named(label[candidate], decide_best(label[candidate], {label[key]: best[key] for key in (candidate, *others)},
+                                                        level=LEVEL / len(candidates), describe=_points))
+                  for candidate in candidates], joiner=" | ")
     claims.append(Claim("C16", "002", "PADAM-SGD and Dynamic PADAM-SGD reach the best test accuracy.",
                         f"each of the two has a higher best test accuracy (over epochs) than each of the {len(others)} other optimizers; "
                         f"paired t-tests over seeds, α = 0.05/{len(candidates) * len(others)}", c16))
