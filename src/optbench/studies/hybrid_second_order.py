@@ -139,9 +139,12 @@ class Settings:
     augment: bool = False
     #: every optimizer's epochs and milestones are report 002's times this (rounded half up); 1 in ``paper``
     epoch_fraction: float = 0.028
+    #: per optimizer key (:data:`VARIANTS`): report 002's Table I; the registry's defaults fill in the rest
     hyperparameters: dict = field(default_factory=lambda: copy.deepcopy(REPORT_HYPERPARAMETERS))
     batch_sizes: dict = field(default_factory=lambda: dict(REPORT_BATCH_SIZES))
+    #: per optimizer key: report 002's Table II at its scale (scheduler, num_epochs, milestones), before epoch_fraction
     schedules: dict = field(default_factory=lambda: copy.deepcopy(REPORT_SCHEDULES))
+    #: the optimizers trained with each of ``ablation_schedulers``
     ablation_optimizers: list = field(default_factory=lambda: list(FIRST_ORDER))
     ablation_schedulers: list = field(default_factory=lambda: ["none", "cosine", "multistep"])
     #: AdaHessian also trained and timed with its Hessian estimated every k steps, for each k here
@@ -171,10 +174,10 @@ class Settings:
         check_list("ablation_optimizers", self.ablation_optimizers, lambda key: key in VARIANTS, f"one of {', '.join(VARIANTS)}")
         if len(set(self.ablation_optimizers)) < len(self.ablation_optimizers):
             raise ValueError(f"invalid ablation_optimizers {self.ablation_optimizers!r}: every optimizer must appear once")
-        for scheduler in self.ablation_schedulers if isinstance(self.ablation_schedulers, list) else []:
+        check_list("ablation_schedulers", self.ablation_schedulers, lambda item: isinstance(item, str), "scheduler names")
+        for scheduler in self.ablation_schedulers:
             if scheduler not in SCHEDULERS:
                 raise ValueError(f"unknown scheduler {scheduler!r} in ablation_schedulers; available: {', '.join(SCHEDULERS)}")
-        check_list("ablation_schedulers", self.ablation_schedulers, lambda item: item in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}")
         if len(set(self.ablation_schedulers)) < len(self.ablation_schedulers):
             raise ValueError(f"invalid ablation_schedulers {self.ablation_schedulers!r}: every scheduler must appear once")
         if "multistep" in self.ablation_schedulers:
