@@ -1,7 +1,7 @@
 """Summaries over seeds that respect a metric's range: bootstrap intervals of the mean and the per-seed spread.
 
 Tables and figure bands use the same estimate: the mean over seeds with a 95% percentile-bootstrap interval
-(scipy's ``bootstrap`` for tables, seaborn's ``errorbar=("ci", 95)`` for curves). A percentile interval is
+(scipy's ``bootstrap``; figures hand it to seaborn as its ``errorbar``, :func:`optbench.plotting.band`). A percentile interval is
 made of resampled means, so it never leaves the range the values span (an accuracy stays in [0, 1]), where
 Student's t-interval on three seeds reaches far outside it. With few seeds the bootstrap interval is too
 narrow rather than too wide, so every table also shows the per-seed spread (minimum–maximum).
@@ -50,13 +50,6 @@ def mean_interval(values: Iterable[float | None], confidence: float = CONFIDENCE
     low, high = result.confidence_interval
     # resampled means lie within [min, max]; clip the float rounding of the percentile too
     return mean, float(max(low, array.min())), float(min(high, array.max()))
-
-
-def interval_bounds(values: Iterable[float | None]) -> tuple[float, float]:
-    """(low, high) of :func:`mean_interval`: the figures' bands (seaborn's ``errorbar``), so that a band and
-    a table cell of the same values agree."""
-    _, low, high = mean_interval(values)
-    return low, high
 
 
 def spread(values: Iterable[float | None]) -> tuple[float, float]:

@@ -36,21 +36,36 @@ SUMMARY_METRICS = {
 PERCENT_COLUMNS = ("final_accuracy", "best_accuracy", "final_validation_accuracy")
 
 
-def check_list(name: str, values, check_item, allowed: str) -> None:
-    """Raise ``ValueError`` unless ``values`` is a non-empty list whose every entry passes ``check_item``."""
+def check_list(name: str, values, check_item, allowed: str, distinct: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``values`` is a non-empty list whose every entry passes
+    ``check_item`` (``allowed`` says what passes), each entry once if ``distinct``."""
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
     for value in values:
         if not check_item(value):
             raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
+    if distinct and len(set(values)) != len(values):
+        raise ValueError(f"invalid {name} {values!r}: the entries must differ")
 
 
 def is_seed(value) -> bool:
+    """An integer >= 0 (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_positive_number(value) -> bool:
+    """A finite number > 0 (a bool is not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def describe_points(value: float) -> str:
+    """An accuracy difference (a fraction) in signed percentage points, for a claim's evidence."""
+    return f"{100 * value:+.1f} pp"
+
+
+def describe_ratio(log_value: float) -> str:
+    """A difference of logarithms as the ratio it stands for, for a claim's evidence."""
+    return f"×{math.exp(log_value):.2f}"
 
 
 def all_configs(groups: RunGroups) -> list[RunConfig]:
@@ -222,6 +237,70 @@ def select_by_mean(final_rows: pd.DataFrame, by: str, score: str, tie_break: str
             continue
         ranked = sorted(candidates, key=lambda item: (-item[score], item.get(tie_break, 0.0) if tie_break else 0.0))
         rows.append({"label": label, **ranked[0]})
+    return pd.DataFrame(rows).set_index("label")
+
+
+def epoch_at_fraction(fraction: float, num_epochs: int) -> int:
+    """The first epoch (counted from 1) at or after ``fraction`` of ``num_epochs``: 25% of 100 epochs is
+    epoch 25, 25% of 6 is epoch 2."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"invalid fraction {fraction!r}: a fraction of training lies in (0, 1]")
+    # the small tolerance keeps 0.3·10 = 3.0000000000000004 at epoch 3
+    return max(1, math.ceil(fraction * num_epochs - 1e-9))
+
+
+def values_at_fractions(frame: pd.DataFrame, fractions: Iterable[float], metric: str = "test_accuracy",
+                        keep: Iterable[str] = ()) -> pd.DataFrame:
+    """``metric`` of every run at each fraction of its training (:func:`epoch_at_fraction` of the run's
+    ``num_epochs``): one row per (label, run, fraction) with the epoch; NaN where a diverged run stopped earlier.
+
+    Columns named in ``keep`` (an architecture, say) are carried over.
+    """
+    keep, fractions = list(keep), list(fractions)
+    rows = []
+    for (label, run_id, *kept), run in frame.groupby(["label", "run_id", *keep], sort=False):
+        by_epoch = run.set_index("epoch")[metric]
+        num_epochs = int(run["num_epochs"].iloc[0])
+        for fraction in fractions:
+            epoch = epoch_at_fraction(fraction, num_epochs)
+            rows.append({"label": label, "run_id": run_id, **dict(zip(keep, kept)), "seed": int(run["seed"].iloc[0]),
+                         "fraction": fraction, "epoch": epoch, metric: float(by_epoch.get(epoch, math.nan))})
+    return pd.DataFrame(rows)
+
+
+def lr_sensitivity(final_rows: pd.DataFrame, tolerance: float = 0.01, by: str = "lr", score: str = "final_accuracy") -> pd.DataFrame:
+    """Per label, how wide a range of learning rates stays within ``tolerance`` of the best mean ``score``.
+
+    ``final_rows`` holds one row per run (label, ``by``, ``score``, status). Per label the grid's values are
+    sorted; the best is the one with the highest mean score over seeds; the range grows from it to each
+    neighbouring value while that value's mean stays at or above best − ``tolerance`` (an accuracy fraction:
+    0.01 = 1 percentage point). A value with a diverged run ends the range. Returns, per label: the best
+    value and its mean score, the range's ends ``low`` and ``high``, its width in decades
+    (log10(high/low); 0 when only the best qualifies) and whether it reaches the grid's ends
+    (``open_low``/``open_high``: the true range may be wider there). NaN throughout when every value diverged.
+    """
+    if tolerance < 0:
+        raise ValueError(f"invalid tolerance {tolerance!r}: it must be >= 0")
+    rows = []
+    for label, group in final_rows.groupby("label", sort=False):
+        values = sorted(group[by].unique())
+        means = {value: (math.nan if (runs["status"] == "diverged").any() else float(runs[score].mean()))
+                 for value, runs in group.groupby(by)}
+        usable = [value for value in values if math.isfinite(means[value])]
+        if not usable:
+            rows.append({"label": label, f"best_{by}": math.nan, "best_score": math.nan, "low": math.nan, "high": math.nan,
+                         "decades": math.nan, "open_low": False, "open_high": False})
+            continue
+        best = max(usable, key=lambda value: means[value])
+        floor = means[best] - tolerance
+        position = values.index(best)
+        low = high = position
+        while low > 0 and means[values[low - 1]] >= floor:
+            low -= 1
+        while high < len(values) - 1 and means[values[high + 1]] >= floor:
+            high += 1
+        rows.append({"label": label, f"best_{by}": best, "best_score": means[best], "low": values[low], "high": values[high],
+                     "decades": math.log10(values[high] / values[low]), "open_low": low == 0, "open_high": high == len(values) - 1})
     return pd.DataFrame(rows).set_index("label")
 
 

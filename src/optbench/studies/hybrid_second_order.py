@@ -589,8 +589,7 @@ def ablation_figure(ablation_runs: pd.DataFrame, settings: Settings):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..plotting import ERRORBAR
-    from ..statistics import BOOTSTRAP_SEED, RESAMPLES
+    from ..plotting import band
 
     order = [VARIANTS[key].label for key in settings.ablation_optimizers]
     data = ablation_runs.assign(scheduler=ablation_runs["scheduler"].map(SCHEDULER_TITLES),
@@ -601,7 +600,7 @@ def ablation_figure(ablation_runs: pd.DataFrame, settings: Settings):
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.55 * len(order) + 1.6), sharey=True)
     for ax, column, title in zip(axes, ("best", "final"), ("best test accuracy (%)", "final test accuracy (%)")):
         sns.pointplot(data=data, x=column, y="label", hue="scheduler", order=order, hue_order=hue_order, palette=palette, markers=markers,
-                      linestyles="none", dodge=0.5, errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, ax=ax)
+                      linestyles="none", dodge=0.5, errorbar=band, ax=ax)
         ax.set_xlabel(title)
         ax.set_ylabel("")
         ax.get_legend().remove()

@@ -21,7 +21,9 @@ from ..config import RunConfig
 from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
 from . import Study
 from ..statistics import format_number
-from .common import RunGroups, all_configs, check_list, is_positive_number, is_seed, ranking, seed_values, select_by_mean
+from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
+from .common import check_list as _check_list, describe_points as _points, describe_ratio as _ratio
+from .common import is_positive_number as _is_positive_number, is_seed as _is_seed
 
 #: registry names in the chapter's order
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
@@ -191,6 +193,30 @@ def reported_table(table_a: pd.DataFrame, table_b: pd.DataFrame, settings: Setti
     })
 
 
+def workload_table(frame_b: pd.DataFrame, frame_fc: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: ResNet-18 at protocol B (each optimizer at
+    its chosen lr, the fairest comparison) and report 004's fully connected network, one row per run
+    (:func:`optbench.chapter_results.workload_runs`, each with its default target)."""
+    from ..chapter_results import workload_runs
+
+    resnet = f"ResNet-18 ×{settings.model_width:g} on {settings.dataset}"
+    fully_connected = f"fully connected {list(settings.fc_hidden_sizes)} on {settings.dataset}"
+    return pd.concat([workload_runs(frame_b, resnet), workload_runs(frame_fc, fully_connected)], ignore_index=True)
+
+
+def headlines(table_a: pd.DataFrame, table_b: pd.DataFrame, table_fc: pd.DataFrame) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best optimizer under each protocol and on the fully
+    connected network, and how SGD+momentum's rank moves between the protocols."""
+    sgd = styles.label("sgd")
+    ranking_a, ranking_b, ranking_fc = ranking(table_a), ranking(table_b), ranking(table_fc)
+    return {
+        "best final test accuracy, protocol A (one shared lr)": f"{ranking_a[0]} ({format_number(100 * table_a.loc[ranking_a[0], 'final_accuracy'])}%)",
+        "best final test accuracy, protocol B (each optimizer's own lr)": f"{ranking_b[0]} ({format_number(100 * table_b.loc[ranking_b[0], 'final_accuracy'])}%)",
+        "SGD+momentum's rank, protocol A → B": f"{ranking_a.index(sgd) + 1} → {ranking_b.index(sgd) + 1} of {len(ranking_b)}",
+        "best final test accuracy, report 004's fully connected network": f"{ranking_fc[0]} ({format_number(100 * table_fc.loc[ranking_fc[0], 'final_accuracy'])}%)",
+    }
+
+
 def choose_learning_rates(selection_runs: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer label: the lr of the grid with the highest mean final validation accuracy over the
     selection seeds (ties: the lower mean validation loss); an lr with a diverged run is never chosen."""
@@ -241,14 +267,6 @@ def source_settings(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 # ---- claims ---------------------------------------------------------------------------------------------
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f} pp"
-
-
-def _ratio(log_value: float) -> str:
-    return f"×{math.exp(log_value):.2f}"
-
 
 def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFrame, settings: Settings) -> list[Claim]:
     """Decide claims C1–C10 on protocol A's and the fully connected experiment's per-run summaries and the timing.
@@ -336,7 +354,7 @@ STUDY = Study(
     question="How do SGD, Adam and ten of its successors compare on ResNet-18, at one shared learning rate and at each optimizer's own?",
     settings=Settings,
     planned_runs=planned_runs,
-    figures=("fig-s1-a-epochs", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-epochs", "fig-s1-fc"),
+    figures=("fig-s1-a-loss", "fig-s1-a-accuracy", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-loss", "fig-s1-b-accuracy", "fig-s1-fc"),
     tables=("tbl-s1-settings", "tbl-s1-a", "tbl-s1-cost", "tbl-s1-grid", "tbl-s1-b", "tbl-s1-ranks", "tbl-s1-fc",
             "tbl-s1-reported", "tbl-s1-claims"),
     claims=tuple(f"C{number}" for number in range(1, 11)),
