@@ -32,7 +32,7 @@ from ..config import SCHEDULERS, RunConfig
 from ..statistics import format_mean_interval, format_number, mean_interval
 from ..verdicts import LEVEL, Claim, Decision, all_of, any_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
 from . import Study
-from .common import RunGroups, all_configs, check_list, is_positive_number, is_seed, seed_values
+from .common import RunGroups, all_configs, check_list, is_positive_number, is_seed, ranking, seed_values
 
 
 @dataclass(frozen=True)
@@ -716,3 +716,24 @@ STUDY = Study(
             "tbl-s3-overfitting", "tbl-s3-ablation", "tbl-s3-claims"),
     claims=tuple(f"C{number}" for number in range(16, 21)),
 )
+
+
+def workload_table(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workload for the summary's performance profiles: the eight optimizers at report 002's
+    settings on ResNet-18, one row per run (:func:`optbench.chapter_results.workload_runs`)."""
+    from ..chapter_results import workload_runs
+
+    return workload_runs(frame, f"ResNet-18 ×{settings.model_width:g} (study 3) on {settings.dataset}")
+
+
+def headlines(table: pd.DataFrame, costs: pd.DataFrame) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best optimizer by best test accuracy, and AdaHessian's
+    cost per epoch as a ratio to SGD's."""
+    from ..statistics import format_number
+
+    best = ranking(table, "best_accuracy")[0]
+    adahessian = VARIANTS["adahessian"].label
+    return {
+        "best test accuracy, report 002's settings": f"{best} ({format_number(100 * table.loc[best, 'best_accuracy'])}%)",
+        "AdaHessian's seconds per epoch, ratio to SGD+momentum": f"×{costs.loc[adahessian, 'ratio']:.2f}",
+    }
