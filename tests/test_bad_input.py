@@ -191,6 +191,13 @@ CASES = [
         {"architectures": {"vgg16": {}, "resnet18": {}, "wideresnet": {}, "alexnet": {}}}), ("'alexnet'", "vgg16, resnet18, wideresnet")),
     Case("notebook: study 2's schedule p above 1/2", lambda ctx: STUDIES["study2_padam"].validate({"schedule_p_final": 0.6}),
          ("schedule_p_final 0.6", "(0, 1/2]")),
+    Case("notebook: study 3 ablation with an unknown scheduler",
+         lambda ctx: STUDIES["study3_hybrid"].validate({"ablation_schedulers": ["none", "step"]}), ("'step'", "multistep")),
+    Case("notebook: study 3 milestone beyond the epochs", lambda ctx: STUDIES["study3_hybrid"].validate({"schedules": {
+        **STUDIES["study3_hybrid"].settings().schedules, "adasgd": {"scheduler": "multistep", "num_epochs": 200, "milestones": [100, 140, 200]}}}),
+         ("[100, 140, 200]", "adasgd", "from 1 to 199")),
+    Case("notebook: study 3 hessian_every below 1", lambda ctx: STUDIES["study3_hybrid"].validate({"hessian_every": [0]}),
+         ("hessian_every [0]", ">= 1")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------

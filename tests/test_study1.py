@@ -11,6 +11,7 @@ from optbench import book, styles
 from optbench.studies import STUDIES, common
 from optbench.studies import optimizer_comparison as study
 from optbench.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED
+from study_helpers import interleaved_timing
 
 LABELS = [styles.label(name) for name in study.OPTIMIZERS]
 
@@ -30,17 +31,6 @@ def _runs(final_accuracy, variation=None, seeds=(0, 1, 2), spread=0.004):
     return pd.DataFrame(rows)
 
 
-def _timing(seconds, rounds=6):
-    rng = np.random.default_rng(0)
-    rows = []
-    for round_number in range(rounds):
-        load = 1 + 0.3 * rng.random()  # a busy moment slows every optimizer of the round
-        for label, value in seconds.items():
-            rows.append({"label": label, "round": round_number, "seconds_per_step": value * load / 10,
-                         "seconds_per_epoch": value * load * (1 + 0.01 * rng.random())})
-    return pd.DataFrame(rows)
-
-
 def _report_like():
     accuracy = {label: 0.80 for label in LABELS}
     accuracy.update({"AMSGrad": 0.90, "SGD+momentum": 0.74, "AdamW": 0.75, "AdaGrad": 0.78})
@@ -50,7 +40,7 @@ def _report_like():
     variation.update({"Adam": 0.05, "Nadam": 0.06, "AMSGrad": 0.015, "Padam": 0.005})
     fc = {styles.label(name): 0.9 for name in study.FC_OPTIMIZERS}
     fc["AdaGrad"] = 0.8
-    return _runs(accuracy, variation), _runs(fc), _timing(seconds)
+    return _runs(accuracy, variation), _runs(fc), interleaved_timing(seconds)
 
 
 def _verdicts(runs_a, runs_fc, timing, settings=None):

@@ -30,3 +30,11 @@ def test_variants_keep_their_look_everywhere():
         styles.register_variants("padam", ["Padam p=1/4 (test)", "Padam p=1/16 (test)"])
     with pytest.raises(ValueError, match="no style for 'adamx'"):
         styles.style("adamx")
+
+
+def test_markers_of_optimizers_that_share_a_figure_are_all_filled_or_all_line_art():
+    # seaborn raises "Filled and line art markers cannot be mixed" otherwise
+    from matplotlib.markers import MarkerStyle
+
+    study_3 = ["sgd", "adam", "atmo", "padam_sgd", "adahessian", "adasgd"]
+    assert all(MarkerStyle(styles.style(name).marker).is_filled() for name in study_3)

@@ -102,17 +102,18 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
                  panel_width: float = 3.6, panel_height: float = 2.8):
     """The chapters' curve figure.
 
-    Up to six optimizers: one panel per metric side by side, one legend below. More: small multiples of one
-    metric, one panel per family (:func:`family_panels`) in ``columns`` columns, each family in colour
-    against the others in grey with its own legend under its panel, so every curve can be told apart and
-    followed on a phone as well (give one metric per figure then).
+    Up to six optimizers: one panel per metric side by side, one legend below. More: small multiples, one
+    panel per family (:func:`family_panels`, or the given ``panels``), each family in colour against the
+    others in grey with its own legend under its panel, so every curve can be told apart and followed. With
+    one metric the panels wrap into ``columns`` columns (readable on a phone); with several, each metric is
+    a row and each panel a column.
     """
     labels = list(dict.fromkeys(frame[hue]))
     panels = panels if panels is not None else family_panels(labels)
     if len(panels) == 1:
         return _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height)
     if len(metrics) != 1:
-        raise ValueError(f"small multiples show one metric per figure; got {metrics!r}")
+        return _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height)
     metric = metrics[0]
     columns = min(columns, len(panels))
     rows = math.ceil(len(panels) / columns)
@@ -135,6 +136,37 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
         legend_ax = fig.add_subplot(layout[2 * row + 1, column])
         legend_ax.axis("off")
         legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height):
+    rows, columns = len(metrics), len(panels)
+    legend_height = 0.2 * max(len(members) for _, members in panels) + 0.3
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
+    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
+    for row, metric in enumerate(metrics):
+        # each metric's row shares its axis, so the panels compare at a glance
+        first = None
+        for column, (title, members) in enumerate(panels):
+            ax = fig.add_subplot(layout[row, column], sharey=first)
+            first = first or ax
+            metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
+            handles, names = ax.get_legend_handles_labels()
+            ax.get_legend().remove()
+            if metric in log_y:
+                label_log_axis(ax)
+            if column > 0:
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+            if row == 0:
+                ax.set_title(title, fontsize="medium")
+            if row < rows - 1:
+                ax.set_xlabel("")
+            if row == rows - 1:
+                legend_ax = fig.add_subplot(layout[rows, column])
+                legend_ax.axis("off")
+                legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -36,7 +36,7 @@ class Style:
     family: str
     color: str
     dashes: str | tuple
-    marker: str
+    marker: str | tuple
 
     @property
     def linestyle(self):
@@ -65,7 +65,8 @@ STYLES: dict[str, Style] = {
     "atmo": _style("ATMO", "hybrid", "bluish green", "dashed", "d"),
     "padam_sgd": _style("PADAM-SGD", "hybrid", "vermillion", "dashed", "8"),
     "adasgd": _style("AdaSGD", "hybrid", "blue", "dashdot", "H"),
-    "adahessian": _style("AdaHessian", "second order", "vermillion", "dashdot", "1"),
+    # a filled six-pointed star: seaborn refuses to mix line-art markers ("1") with filled ones in a figure
+    "adahessian": _style("AdaHessian", "second order", "vermillion", "dashdot", (6, 1, 0)),
     "svrg": _style("SVRG", "variance reduced", "blue", "dotted", "2"),
     "storm": _style("STORM", "variance reduced", "bluish green", "dotted", "3"),
 }

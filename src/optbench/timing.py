@@ -4,7 +4,10 @@ The seconds in run records come from runs trained at different moments (or side 
 pool), so whatever else the machine did enters them. Cost comparisons instead time every optimizer in one
 process, in rounds: each round runs, for every optimizer in an order shuffled per round, a warm-up step and
 then ``steps`` timed training steps on the same batch (plus SVRG's full-gradient snapshot over the
-training split, timed once per round, since it is part of its epoch). Rounds pair the measurements: a slow moment of the machine slows
+training split, timed once per round, since it is part of its epoch). An optimizer whose steps cost
+differently in a repeating pattern (AdaHessian with ``hessian_every = k`` estimates the Hessian at one step
+in k) has each timed step made of k consecutive steps, divided by k, so that its median is the mean cost of
+the pattern and not the cost of its commonest step. Rounds pair the measurements: a slow moment of the machine slows
 every optimizer of that round, and the round-to-round spread is the noise the timing claims respect
 (:mod:`optbench.verdicts`).
 
@@ -31,7 +34,8 @@ from .config import RunConfig, canonical_json
 from .store import ResultsStore, parse_record, write_json_atomically
 from .training import batch_inputs, configure_threads, full_gradient, new_run, precision_context, resolve_device
 
-TIMING_SCHEMA = 1
+#: 2: optimizers with a ``hessian_every`` pattern are timed over whole patterns
+TIMING_SCHEMA = 2
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -48,6 +52,8 @@ class _Stepper:
         first = data.epoch_batches(len(state.train_labels), config.batch_size, state.generator, config.augment, device)[0]
         self.inputs, self.targets = batch_inputs(state, first)
         self.steps_per_epoch = -(-len(state.train_labels) // config.batch_size)
+        # steps whose costs repeat with this period (a Hessian estimate every k steps) are timed in whole periods
+        self.period = int(getattr(state.optimizer, "hessian_every", 1))
         self.needs_snapshot = protocol.needs_full_gradient(state.optimizer)
         self.snapshot()
 
@@ -116,9 +122,10 @@ def measure_step_seconds(
             durations = []
             for _ in range(steps):
                 started = time.perf_counter()
-                stepper.step()
+                for _ in range(stepper.period):
+                    stepper.step()
                 _synchronize(device)
-                durations.append(time.perf_counter() - started)
+                durations.append((time.perf_counter() - started) / stepper.period)
             snapshot_seconds = 0.0
             if stepper.needs_snapshot:
                 started = time.perf_counter()

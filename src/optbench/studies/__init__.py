@@ -85,9 +85,9 @@ class Study:
 
 
 def _registered() -> dict[str, Study]:
-    from . import optimizer_comparison, padam_partial_adaptivity
+    from . import hybrid_second_order, optimizer_comparison, padam_partial_adaptivity
 
-    return {study.name: study for study in (optimizer_comparison.STUDY, padam_partial_adaptivity.STUDY)}
+    return {study.name: study for study in (optimizer_comparison.STUDY, padam_partial_adaptivity.STUDY, hybrid_second_order.STUDY)}
 
 
 #: every study chapter, in the book's order

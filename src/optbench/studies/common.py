@@ -302,3 +302,44 @@ def lr_sensitivity(final_rows: pd.DataFrame, tolerance: float = 0.01, by: str = 
         rows.append({"label": label, f"best_{by}": best, "best_score": means[best], "low": values[low], "high": values[high],
                      "decades": math.log10(values[high] / values[low]), "open_low": low == 0, "open_high": high == len(values) - 1})
     return pd.DataFrame(rows).set_index("label")
+
+
+# ---- time to a target ----------------------------------------------------------------------------------
+
+#: what :func:`time_to_target` reports at the first epoch that reaches the target: record column → title
+TARGET_COSTS = {"epoch": "epochs", "grad_evals": "gradient evaluations", "elapsed_seconds": "training seconds"}
+
+
+def time_to_target(frame: pd.DataFrame, target: float, metric: str = "test_accuracy",
+                   costs: Iterable[str] = tuple(TARGET_COSTS)) -> pd.DataFrame:
+    """One row per (label, run): whether ``metric`` ever reached ``target`` (≥) and, at the first epoch that
+    did, each column of ``costs`` (cumulative record columns such as ``grad_evals``); NaN costs for a run
+    that never reached it (a diverged run's NaN epochs never do)."""
+    costs = list(costs)
+    rows = []
+    for (label, run_id), run in frame.groupby(["label", "run_id"], sort=False):
+        run = run.sort_values("epoch")
+        reached = run[run[metric].to_numpy(dtype=float) >= target]
+        first = reached.iloc[0] if len(reached) else None
+        rows.append({"label": label, "run_id": run_id, "seed": int(run["seed"].iloc[0]), "reached": first is not None,
+                     **{cost: float(first[cost]) if first is not None else math.nan for cost in costs}})
+    return pd.DataFrame(rows)
+
+
+def target_table(per_run: pd.DataFrame, order: Iterable[str] | None = None, costs: Iterable[str] = tuple(TARGET_COSTS)) -> pd.DataFrame:
+    """:func:`time_to_target`'s rows as text per label: how many runs reached the target, and per cost the mean
+    [95% interval] over the runs that did ("never reached" when none did). Runs that never reach it are
+    counted, not averaged as if they had."""
+    order = list(order) if order is not None else list(dict.fromkeys(per_run["label"]))
+    rows = []
+    for label in order:
+        group = per_run[per_run["label"] == label]
+        reached = group[group["reached"]]
+        row = {"optimizer": label, "runs reaching the target": f"{len(reached)} of {len(group)}"}
+        for cost in costs:
+            title = TARGET_COSTS.get(cost, cost.replace("_", " "))
+            digits = 0 if cost == "grad_evals" else 1
+            row[f"{title} to reach it"] = (format_mean_interval(*mean_interval(reached[cost]), digits) if len(reached)
+                                           else "never reached")
+        rows.append(row)
+    return pd.DataFrame(rows)

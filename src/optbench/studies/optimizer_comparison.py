@@ -22,8 +22,7 @@ from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_e
 from . import Study
 from ..statistics import format_number
 from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
-from .common import check_list as _check_list, describe_points as _points, describe_ratio as _ratio
-from .common import is_positive_number as _is_positive_number, is_seed as _is_seed
+from .common import check_list, describe_points, describe_ratio, is_positive_number, is_seed
 
 #: registry names in the chapter's order
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
@@ -65,13 +64,13 @@ class Settings:
     timing_rounds: int = 5
 
     def __post_init__(self):
-        _check_list("seeds", self.seeds, _is_seed, "integers >= 0")
-        _check_list("selection_seeds", self.selection_seeds, _is_seed, "integers >= 0")
+        check_list("seeds", self.seeds, is_seed, "integers >= 0")
+        check_list("selection_seeds", self.selection_seeds, is_seed, "integers >= 0")
         if len(set(self.selection_seeds)) < 2:
             raise ValueError(f"invalid selection_seeds {self.selection_seeds!r}: give at least two different seeds, so that "
                              "the chosen learning rate does not rest on one seed's luck")
-        _check_list("lr_grid", self.lr_grid, _is_positive_number, "a finite number > 0")
-        if not _is_positive_number(self.uniform_lr):
+        check_list("lr_grid", self.lr_grid, is_positive_number, "a finite number > 0")
+        if not is_positive_number(self.uniform_lr):
             raise ValueError(f"invalid uniform_lr {self.uniform_lr!r}: it must be a finite number > 0")
         if not isinstance(self.validation_fraction, (int, float)) or not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
@@ -285,13 +284,13 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
         c1 = not_testable(f"the claimed 75–80% accuracy is CIFAR-10's after 200 epochs; this build trains on {settings.dataset} "
                           f"for {settings.num_epochs} epochs")
     else:
-        c1 = all_of([decide_above(accuracy[name], 0.70, level=LEVEL / len(OPTIMIZERS), describe=_points, name=label(name)) for name in OPTIMIZERS])
+        c1 = all_of([decide_above(accuracy[name], 0.70, level=LEVEL / len(OPTIMIZERS), describe=describe_points, name=label(name)) for name in OPTIMIZERS])
     claims.append(Claim("C1", "000", "Every optimizer brings training loss and test error low (accuracy about 75–80% on CIFAR-10).",
                         "only on CIFAR-10 after 200 epochs: every optimizer's final test accuracy above 70% (the claim's 75% less 5 pp), "
                         "one-sided t-test per optimizer at α = 0.05/12", c1))
 
     c2 = all_of([
-        decide_best("AMSGrad", {label(name): accuracy[name] for name in report}, describe=_points),
+        decide_best("AMSGrad", {label(name): accuracy[name] for name in report}, describe=describe_points),
         decide_best("AMSGrad", {label(name): variation[name] for name in report}, higher_is_better=False),
     ], joiner=" | robustness: ")
     claims.append(Claim("C2", "000", "AMSGrad performs best overall and is the most robust.",
@@ -300,7 +299,7 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
                         "α = 0.05 over the 4 comparisons of each", c2))
 
     others = [name for name in report if name != "amsgrad"]
-    c3 = all_of([decide_greater(seconds["amsgrad"], seconds[name], level=LEVEL / len(others), describe=_ratio, name=f"vs {label(name)}")
+    c3 = all_of([decide_greater(seconds["amsgrad"], seconds[name], level=LEVEL / len(others), describe=describe_ratio, name=f"vs {label(name)}")
                  for name in others])
     claims.append(Claim("C3", "000", "AMSGrad takes more time per epoch than the others.",
                         "AMSGrad's seconds per epoch exceed each of the other four report-000 optimizers'; paired t-test on log seconds "
@@ -312,13 +311,13 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
                         "Adam's and Nadam's test-error variation each exceed AMSGrad's; paired t-tests over seeds, α = 0.05/2", c4))
 
     low, high = ("sgd", "adamw"), ("adam", "nadam", "amsgrad")
-    c5 = all_of([decide_greater(accuracy[good], accuracy[bad], level=LEVEL / 6, describe=_points, name=f"{label(good)} − {label(bad)}")
+    c5 = all_of([decide_greater(accuracy[good], accuracy[bad], level=LEVEL / 6, describe=describe_points, name=f"{label(good)} − {label(bad)}")
                  for bad in low for good in high])
     claims.append(Claim("C5", "000", "SGD (lr 0.001) and AdamW have the highest test error and lowest accuracy.",
                         "each of Adam, Nadam and AMSGrad ends with a higher final test accuracy than each of SGD+momentum and AdamW; "
                         "paired t-tests over seeds, α = 0.05/6", c5))
 
-    c6 = all_of([decide_greater(seconds[slow], seconds[fast], level=LEVEL / 6, describe=_ratio, name=f"{label(slow)} / {label(fast)}")
+    c6 = all_of([decide_greater(seconds[slow], seconds[fast], level=LEVEL / 6, describe=describe_ratio, name=f"{label(slow)} / {label(fast)}")
                  for fast in low for slow in high])
     claims.append(Claim("C6", "000", "SGD and AdamW have the shortest training time.",
                         "each of Adam, Nadam and AMSGrad takes more seconds per epoch than each of SGD+momentum and AdamW; "
@@ -328,7 +327,7 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
     claims.append(Claim("C7", "000", "Padam's test error curve is smoother than the others'.",
                         "Padam's test-error variation is lower than each of report 000's five optimizers'; paired t-tests over seeds, α = 0.05/5", c7))
 
-    c8 = all_of([decide_greater(seconds["padam"], seconds[name], threshold=math.log(MARKEDLY), level=LEVEL / len(report), describe=_ratio,
+    c8 = all_of([decide_greater(seconds["padam"], seconds[name], threshold=math.log(MARKEDLY), level=LEVEL / len(report), describe=describe_ratio,
                                 name=f"vs {label(name)}") for name in report])
     claims.append(Claim("C8", "000", "Padam's training time is markedly higher than the others'.",
                         f"Padam's seconds per epoch exceed each of report 000's five optimizers' by more than ×{MARKEDLY:.2f}; "
@@ -336,11 +335,11 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
 
     fc_accuracy = {name: seed_values(runs_fc, label(name), "final_accuracy") for name in FC_OPTIMIZERS}
     c9 = all_of([decide_equivalent(fc_accuracy["adam_scheduled_betas"], fc_accuracy[name], margin=COMPARABLE_POINTS / 100,
-                                   level=LEVEL / 2, describe=_points, name=f"vs {label(name)}") for name in ("adam", "rmsprop")])
+                                   level=LEVEL / 2, describe=describe_points, name=f"vs {label(name)}") for name in ("adam", "rmsprop")])
     claims.append(Claim("C9", "004", "Adam with scheduled betas performs comparably to Adam and RMSprop.",
                         f"on the fully connected network, its final test accuracy is within ±{COMPARABLE_POINTS:g} pp of Adam's and of "
                         "RMSprop's; two one-sided paired t-tests (equivalence) each, α = 0.05/2", c9))
-    c10 = decide_greater(fc_accuracy["adam_scheduled_betas"], fc_accuracy["adagrad"], describe=_points, name="vs AdaGrad")
+    c10 = decide_greater(fc_accuracy["adam_scheduled_betas"], fc_accuracy["adagrad"], describe=describe_points, name="vs AdaGrad")
     claims.append(Claim("C10", "004", "Adam with scheduled betas performs better than AdaGrad.",
                         "on the fully connected network, its final test accuracy exceeds AdaGrad's; paired t-test over seeds, α = 0.05", c10))
     return claims
