@@ -29,9 +29,10 @@ def test_interval_never_leaves_the_values_range_where_a_t_interval_does():
     assert 0.02 <= low <= high <= 0.95
 
 
-def test_interval_is_the_same_on_every_call():
-    values = [0.5, 0.61, 0.57, 0.7]
+def test_interval_is_the_same_on_every_call_and_in_every_order():
+    values = [0.5, 0.61, 0.57, 0.7, 0.42, 0.66, 0.59]
     assert mean_interval(values) == mean_interval(values)
+    assert mean_interval(values) == mean_interval(sorted(values)) == mean_interval(values[::-1])
 
 
 def test_edge_cases_one_seed_equal_values_and_non_finite_values():

@@ -11,6 +11,7 @@ from optbench import book, styles
 from optbench.studies import STUDIES, common
 from optbench.studies import optimizer_comparison as study
 from optbench.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED
+from study_helpers import interleaved_timing
 
 LABELS = [styles.label(name) for name in study.OPTIMIZERS]
 
@@ -30,17 +31,6 @@ def _runs(final_accuracy, variation=None, seeds=(0, 1, 2), spread=0.004):
     return pd.DataFrame(rows)
 
 
-def _timing(seconds, rounds=6):
-    rng = np.random.default_rng(0)
-    rows = []
-    for round_number in range(rounds):
-        load = 1 + 0.3 * rng.random()  # a busy moment slows every optimizer of the round
-        for label, value in seconds.items():
-            rows.append({"label": label, "round": round_number, "seconds_per_step": value * load / 10,
-                         "seconds_per_epoch": value * load * (1 + 0.01 * rng.random())})
-    return pd.DataFrame(rows)
-
-
 def _report_like():
     accuracy = {label: 0.80 for label in LABELS}
     accuracy.update({"AMSGrad": 0.90, "SGD+momentum": 0.74, "AdamW": 0.75, "AdaGrad": 0.78})
@@ -50,7 +40,7 @@ def _report_like():
     variation.update({"Adam": 0.05, "Nadam": 0.06, "AMSGrad": 0.015, "Padam": 0.005})
     fc = {styles.label(name): 0.9 for name in study.FC_OPTIMIZERS}
     fc["AdaGrad"] = 0.8
-    return _runs(accuracy, variation), _runs(fc), _timing(seconds)
+    return _runs(accuracy, variation), _runs(fc), interleaved_timing(seconds)
 
 
 def _verdicts(runs_a, runs_fc, timing, settings=None):
@@ -199,3 +189,24 @@ def test_results_intervals_stay_inside_the_accuracy_range():
     runs = _runs({"Adam": 0.5}, spread=0.45)  # seeds at 5%, 50% and 95%
     table = common.results_table(runs)
     assert 0.0 <= table.loc["Adam", "final_accuracy_low"] <= table.loc["Adam", "final_accuracy_high"] <= 1.0
+
+
+def test_the_hand_over_names_both_workloads_and_the_headline_findings():
+    def frame(labels, errors):
+        return pd.DataFrame([{"label": label, "run_id": f"{label}-{seed}", "seed": seed, "epoch": epoch, "status": "finished",
+                              "test_error": error - 0.01 * seed, "elapsed_seconds": 2.0 * epoch, "grad_evals": 64 * epoch}
+                             for label, error in zip(labels, errors) for seed in (0, 1) for epoch in (1, 2)])
+
+    settings = study.Settings(model_width=0.25, fc_hidden_sizes=[32])
+    workloads = study.workload_table(frame(LABELS, np.linspace(0.1, 0.6, len(LABELS))),
+                                     frame([styles.label(name) for name in study.FC_OPTIMIZERS], [0.2, 0.3, 0.4, 0.5]), settings)
+    assert list(dict.fromkeys(workloads["workload"])) == ["ResNet-18 ×0.25 on digits", "fully connected [32] on digits"]
+    assert len(workloads) == 2 * len(LABELS) + 2 * len(study.FC_OPTIMIZERS)
+    runs_a, runs_fc, _ = _report_like()
+    runs_b = runs_a.assign(final_accuracy=np.where(runs_a["label"] == "SGD+momentum", 0.95, runs_a["final_accuracy"]))
+    table_a, table_b, table_fc = (common.results_table(runs, order) for runs, order in
+                                  ((runs_a, LABELS), (runs_b, LABELS), (runs_fc, None)))
+    headlines = study.headlines(table_a, table_b, table_fc)
+    assert headlines["best final test accuracy, protocol A (one shared lr)"].startswith("AMSGrad (90.")
+    assert headlines["best final test accuracy, protocol B (each optimizer's own lr)"].startswith("SGD+momentum (95.")
+    assert headlines["SGD+momentum's rank, protocol A → B"] == f"{len(LABELS)} → 1 of {len(LABELS)}"

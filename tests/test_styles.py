@@ -32,8 +32,8 @@ def test_variants_keep_their_look_everywhere():
         styles.style("adamx")
 
 
-def test_variance_reduced_markers_are_filled_so_they_can_share_a_figure_with_the_others():
-    # seaborn raises "Filled and line art markers cannot be mixed"; study 4 draws SVRG and STORM beside SGD and Adam
+def test_every_marker_is_filled_so_that_any_optimizers_can_share_a_figure():
+    # seaborn raises "Filled and line art markers cannot be mixed" otherwise
     from matplotlib.markers import MarkerStyle
 
-    assert all(MarkerStyle(styles.style(name).marker).is_filled() for name in ("sgd", "adam", "adagrad", "svrg", "storm"))
+    assert all(MarkerStyle(styles.style(name).marker).is_filled() for name in optim.available())

@@ -73,3 +73,21 @@ def test_bad_settings_are_named(kwargs, message, tmp_path):
         timing.measure_step_seconds({"SGD": RunConfig(optimizer="sgd", **TINY)}, store=ResultsStore(tmp_path), **kwargs)
     with pytest.raises(ValueError, match="give at least one labelled configuration"):
         timing.measure_step_seconds({}, store=ResultsStore(tmp_path))
+
+
+def test_a_hessian_every_k_pattern_is_timed_in_whole_patterns(tmp_path, monkeypatch):
+    # one Hessian estimate in k steps: a median over single steps would report the cheap step, not the mean
+    steps_taken = {}
+    original = timing._Stepper.step
+
+    def counting_step(self):
+        steps_taken[self.period] = steps_taken.get(self.period, 0) + 1
+        original(self)
+
+    monkeypatch.setattr(timing._Stepper, "step", counting_step)
+    configs = {"every 1": RunConfig(optimizer="adahessian", **TINY),
+               "every 3": RunConfig(optimizer="adahessian", hyperparameters={"hessian_every": 3}, **TINY)}
+    frame = timing.measure_step_seconds(configs, rounds=2, steps=2, store=ResultsStore(tmp_path), progress=False)
+    # per round: a warm-up step, then 2 timed units of `period` steps
+    assert steps_taken == {1: 2 * (1 + 2 * 1), 3: 2 * (1 + 2 * 3)}
+    assert (frame["seconds_per_step"] > 0).all() and len(frame) == 4

@@ -184,3 +184,20 @@ def test_run_ids_are_stable_and_complete_defaults():
 def test_bad_settings_are_named_with_what_is_allowed(settings, message):
     with pytest.raises(ValueError, match=message):
         RunConfig(**{"num_epochs": 1, **settings})
+
+
+def test_a_hessian_step_leaves_no_reference_cycle_warning():
+    import warnings
+
+    import torch.nn.functional as F
+
+    from optbench import optim, protocol
+
+    model = torch.nn.Linear(4, 3)
+    optimizer = optim.make_optimizer("adahessian", model.parameters(), lr=0.1)
+    inputs, targets = torch.randn(8, 4), torch.arange(8) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        protocol.optimizer_step(optimizer, lambda: F.cross_entropy(model(inputs), targets), model)
+    # the graph kept for the Hessian-vector product is gone with the gradients
+    assert all(parameter.grad is None for parameter in model.parameters())

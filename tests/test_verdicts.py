@@ -100,6 +100,16 @@ def test_combining_decisions():
     assert verdicts.all_of([s, n]).verdict == NOT_TESTABLE
 
 
+def test_any_of_is_the_dual_of_all_of():
+    s, c, i, n = (verdicts.Decision(v, v) for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE))
+    assert verdicts.any_of([c, s]).verdict == SUPPORTED
+    assert verdicts.any_of([c, i]).verdict == INCONCLUSIVE
+    assert verdicts.any_of([c, c]).verdict == CONTRADICTED
+    assert verdicts.any_of([s, n]).verdict == NOT_TESTABLE
+    assert verdicts.any_of([]).verdict == INCONCLUSIVE
+    assert verdicts.any_of([s, c]).evidence == "supported or contradicted"
+
+
 def test_claim_table_counts_every_verdict_and_rejects_others():
     claims = [verdicts.Claim("C1", "000", "text", "rule", verdicts.Decision(SUPPORTED, "e")),
               verdicts.Claim("C2", "000", "text", "rule", verdicts.not_testable("needs CIFAR-10"))]

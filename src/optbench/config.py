@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import data, models, optim
+from .checks import check_finite
 
 SCHEDULERS = ("none", "multistep", "cosine")
 INITS = ("default", "metainit")
-#: settings that enter a run's configuration (and id) only when set
-OPTIONAL_FIELDS = ("num_folds", "fold", "metainit_steps")
+#: "bf16" runs forward passes under torch.autocast to bfloat16 (CUDA, or the CPU's own autocast)
+PRECISIONS = ("fp32", "bf16")
 _SCHEDULER_OPTIONS = {"none": (), "multistep": ("milestones", "gamma"), "cosine": ("eta_min",)}
 
 
@@ -42,6 +43,17 @@ class RunConfig:
     ``max_train_examples``. ``metainit_steps`` sets MetaInit's steps with ``init="metainit"`` (None: the
     default of :func:`optbench.metainit.metainit`). These three enter the run id only when set, so the ids of
     other runs do not change.
+
+    ``precision`` "bf16" runs every forward pass (training, evaluation, SVRG's full gradient) under
+    ``torch.autocast`` to bfloat16 on the run's device, the loss in float32. On a CPU it is allowed and
+    uses the CPU's autocast (so a bf16 profile can be checked anywhere), though it runs slower than fp32
+    on CPUs without bfloat16 instructions. ``compile_model`` compiles the model with ``torch.compile`` (on a CPU this needs a C++
+    compiler; not with optimizers that backpropagate through their gradients, such as AdaHessian). Both
+    change a run's numbers, so both are part of the configuration.
+
+    The id hashes :meth:`to_dict`. Settings added after records existed (:data:`LATE_SETTINGS`) appear in
+    it only when they differ from their default, so every configuration made before they were added keeps
+    its id, and its stored records and checkpoints stay valid.
     """
 
     optimizer: str
@@ -62,6 +74,8 @@ class RunConfig:
     num_folds: int | None = None
     fold: int | None = None
     metainit_steps: int | None = None
+    precision: str = "fp32"
+    compile_model: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -87,6 +101,10 @@ class RunConfig:
         if not isinstance(self.augment, bool):
             raise ValueError(f"invalid augment {self.augment!r}: it must be true or false")
         self._validate_fold()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"invalid precision {self.precision!r}: allowed {', '.join(PRECISIONS)}")
+        if not isinstance(self.compile_model, bool):
+            raise ValueError(f"invalid compile_model {self.compile_model!r}: it must be true or false")
         if self.init not in INITS:
             raise ValueError(f"invalid init {self.init!r}: allowed {', '.join(INITS)}")
         if self.metainit_steps is not None:
@@ -109,7 +127,15 @@ class RunConfig:
         # building the optimizer on a dummy tensor runs its own checks (p ranges, mixing weights, ...)
         import torch
 
-        optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+        optimizer = optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+        if self.compile_model and getattr(optimizer, "create_graph", False):
+            raise ValueError(
+                f"invalid compile_model True for optimizer {self.optimizer!r}: it backpropagates through its "
+                "gradients (Hessian-vector products), which torch.compile does not support; use compile_model false"
+            )
+        # what no check above covers (a width of inf is > 0): every number of a run is finite
+        for item in fields(self):
+            check_finite(item.name, getattr(self, item.name))
 
     def _validate_fold(self) -> None:
         if self.num_folds is None and self.fold is None:
@@ -123,12 +149,12 @@ class RunConfig:
                              "holds out either a fold or a validation fraction; set validation_fraction to 0")
 
     def to_dict(self) -> dict:
-        values = asdict(self)
-        # fields added after records existed: left out while unset, so that older run ids stay valid
-        for name in OPTIONAL_FIELDS:
-            if values[name] is None:
+        """The settings as JSON-ready values, without late settings that have their default (see the class)."""
+        values = _jsonable(asdict(self))
+        for name, default in LATE_SETTINGS.items():
+            if values[name] == default:
                 del values[name]
-        return _jsonable(values)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -143,6 +169,12 @@ class RunConfig:
         """``<optimizer>-<12 hex digits of the configuration's hash>``: equal configurations, equal ids."""
         digest = hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
         return f"{self.optimizer}-{digest[:12]}"
+
+
+#: settings added after the first records, with their defaults: left out of :meth:`RunConfig.to_dict`
+#: (and so of the hashed configuration) while they have these values, so that existing run ids never change.
+#: A setting added later joins this table with the default that reproduces the old behaviour.
+LATE_SETTINGS: dict[str, Any] = {"precision": "fp32", "compile_model": False, "num_folds": None, "fold": None, "metainit_steps": None}
 
 
 def _positive_int(name: str, value: Any) -> None:

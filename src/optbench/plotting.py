@@ -1,8 +1,9 @@
 """The chapters' figures: curves over seeds, small multiples by optimizer family, cost bars, heatmaps.
 
-Every curve takes its look from :mod:`optbench.styles`. Bands are seaborn's 95% percentile-bootstrap
-interval of the mean over seeds, like the tables' (:mod:`optbench.statistics`); on a log axis seaborn
-computes them in log space, so a band never reaches the axis floor. Accuracies are shown in percent.
+Every curve takes its look from :mod:`optbench.styles`. Bands and error bars are the tables' 95%
+percentile-bootstrap interval of the mean over seeds (:func:`band`, from :mod:`optbench.statistics`),
+handed to seaborn as its ``errorbar``; on a log axis seaborn hands them log values, so a band never
+reaches the axis floor. Accuracies and errors are shown in percent.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import math
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
+from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from . import styles
-from .statistics import BOOTSTRAP_SEED, RESAMPLES
+from .statistics import mean_interval
 
 #: figures with more curves than this become small multiples, one panel per family
 MAX_CURVES_PER_PANEL = 6
@@ -25,14 +27,21 @@ Y_LABELS = {
     "train_loss": "training loss",
     "test_loss": "test loss",
     "test_accuracy": "test accuracy (%)",
+    "test_error": "test error (%)",
     "train_accuracy": "training accuracy (%)",
     "validation_accuracy": "validation accuracy (%)",
     "seconds_per_epoch": "seconds per epoch",
 }
 #: metrics stored as fractions and shown in percent
-PERCENT_METRICS = ("test_accuracy", "train_accuracy", "validation_accuracy")
-#: what every curve band is: seaborn's percentile bootstrap of the mean
-ERRORBAR = ("ci", 95)
+PERCENT_METRICS = ("test_accuracy", "test_error", "train_accuracy", "validation_accuracy")
+
+
+def band(values) -> tuple[float, float]:
+    """A band or error bar: the 95% percentile-bootstrap interval of the mean, computed as the tables' is
+    (:func:`optbench.statistics.mean_interval`, scipy's vectorized bootstrap, which is about a hundred times
+    faster than seaborn's resampling loop)."""
+    _, low, high = mean_interval(values)
+    return low, high
 
 
 def _percent(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -65,8 +74,7 @@ def metric_curves(frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = "lab
     points = foreground["epoch"].nunique() if "epoch" in foreground else 10
     sns.lineplot(data=foreground, x=x, y=y, hue=hue, style=hue, hue_order=shown, style_order=shown,
                  palette=styles.palette(shown), dashes=styles.dashes(shown), markers=styles.markers(shown),
-                 markevery=max(1, math.ceil(points / 8)), markersize=6, linewidth=1.6,
-                 errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, err_kws={"alpha": 0.15},
+                 markevery=max(1, math.ceil(points / 8)), markersize=6, linewidth=1.6, errorbar=band, err_kws={"alpha": 0.15},
                  ax=ax, legend=legend)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(Y_LABELS.get(y, y))
@@ -103,78 +111,130 @@ def mark_diverged(ax, frame: pd.DataFrame, y: str, x: str = "epoch", hue: str = 
     return notes
 
 
-def family_panels(labels) -> list[tuple[str, list[str]]]:
-    """(title, labels) of each panel: one panel for few optimizers, else one per family present."""
+def family_panels(labels, look=None) -> list[tuple[str, list[str]]]:
+    """(title, labels) of each panel: one panel for few optimizers, else one per family present.
+
+    ``look(label)`` gives a label's style (default :func:`optbench.styles.style`; the summary chapter passes
+    the styles the chapters stored).
+    """
     labels = list(labels)
     if len(labels) <= MAX_CURVES_PER_PANEL:
         return [("", labels)]
+    look = look if look is not None else styles.style
     families = {}
     for item in labels:
-        families.setdefault(styles.style(item).family, []).append(item)
+        families.setdefault(look(item).family, []).append(item)
     return [(family, members) for family, members in families.items()]
 
 
 def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue: str = "label", log_y=(),
-                 panels: list[tuple[str, list[str]]] | None = None, panel_width: float = 3.4, panel_height: float = 2.7):
+                 panels: list[tuple[str, list[str]]] | None = None, columns: int = 2,
+                 panel_width: float = 3.6, panel_height: float = 2.8):
     """The chapters' curve figure.
 
-    Few optimizers: one row, one panel per metric, a shared legend below. More than six: small multiples,
-    one row per metric and one column per panel of :func:`family_panels`, each family in colour against the
-    others in grey, its legend under its column; so every curve can be told apart and followed.
+    Up to six optimizers: one panel per metric side by side, one legend below. More: small multiples, one
+    panel per family (:func:`family_panels`, or the given ``panels``), each family in colour against the
+    others in grey with its own legend under its panel, so every curve can be told apart and followed. With
+    one metric the panels wrap into ``columns`` columns (readable on a phone); with several, each metric is
+    a row and each panel a column.
     """
     labels = list(dict.fromkeys(frame[hue]))
     panels = panels if panels is not None else family_panels(labels)
     if len(panels) == 1:
-        grid = [[(metric, panels[0]) for metric in metrics]]
-    else:
-        grid = [[(metric, panel) for panel in panels] for metric in metrics]
-    rows, columns = len(grid), len(grid[0])
-    legend_rows = max(len(members) for _, members in panels) if len(panels) > 1 else math.ceil(len(labels) / min(3, columns * 2))
-    legend_height = 0.22 * legend_rows + 0.3
-    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
-    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
-    axes = [[None] * columns for _ in range(rows)]
-    for column in range(columns):
-        for row in range(rows):
-            metric, (title, members) = grid[row][column]
-            # small multiples share each metric's axis, so panels compare at a glance
-            shared = axes[row][0] if len(panels) > 1 and column > 0 else None
-            ax = axes[row][column] = fig.add_subplot(layout[row, column], sharey=shared)
-            metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y,
-                          highlight=set(members) if len(panels) > 1 else None, legend=True)
-            handles, names = ax.get_legend_handles_labels()
-            ax.get_legend().remove()
-            if metric in log_y:
-                plain_log_ticks(ax)
-            if shared is not None:
-                ax.set_ylabel("")
-                ax.tick_params(labelleft=False)
-            if row == 0 and title:
-                ax.set_title(title, fontsize="medium")
-            if row < rows - 1:
-                ax.set_xlabel("")
-        if len(panels) > 1:
-            legend_ax = fig.add_subplot(layout[rows, column])
-            legend_ax.axis("off")
-            legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
-    if len(panels) == 1:
-        legend_ax = fig.add_subplot(layout[rows, :])
+        return _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height)
+    if len(metrics) != 1:
+        return _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height)
+    metric = metrics[0]
+    columns = min(columns, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    legend_lines = [max(len(members) for _, members in panels[row * columns:(row + 1) * columns]) for row in range(rows)]
+    legend_heights = [0.2 * lines + 0.25 for lines in legend_lines]
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + sum(legend_heights)))
+    layout = fig.add_gridspec(2 * rows, columns, height_ratios=[value for row in range(rows) for value in (panel_height, legend_heights[row])])
+    first = None
+    for position, (title, members) in enumerate(panels):
+        row, column = divmod(position, columns)
+        # panels share the metric's axes, so families compare at a glance
+        ax = fig.add_subplot(layout[2 * row, column], sharex=first, sharey=first)
+        first = first or ax
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        if metric in log_y:
+            label_log_axis(ax)
+        ax.set_title(title, fontsize="medium")
+        legend_ax = fig.add_subplot(layout[2 * row + 1, column])
         legend_ax.axis("off")
-        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, columns * 2), fontsize="small")
+        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
     fig.tight_layout()
     return fig
 
 
-def plain_log_ticks(ax, axis: str = "y") -> None:
-    """Tick labels of a log axis as plain numbers (2.3, not 2.3×10⁰); minor ticks labelled when it spans less than
-    a decade, and 1-2-5 steps when it spans less than two, so a short log axis never shows a single label."""
+def _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height):
+    rows, columns = len(metrics), len(panels)
+    legend_height = 0.2 * max(len(members) for _, members in panels) + 0.3
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
+    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
+    for row, metric in enumerate(metrics):
+        # each metric's row shares its axis, so the panels compare at a glance
+        first = None
+        for column, (title, members) in enumerate(panels):
+            ax = fig.add_subplot(layout[row, column], sharey=first)
+            first = first or ax
+            metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
+            handles, names = ax.get_legend_handles_labels()
+            ax.get_legend().remove()
+            if metric in log_y:
+                label_log_axis(ax)
+            if column > 0:
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+            if row == 0:
+                ax.set_title(title, fontsize="medium")
+            if row < rows - 1:
+                ax.set_xlabel("")
+            if row == rows - 1:
+                legend_ax = fig.add_subplot(layout[rows, column])
+                legend_ax.axis("off")
+                legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height):
+    labels = list(dict.fromkeys(frame[hue]))
+    legend_height = 0.2 * math.ceil(len(labels) / 3) + 0.3
+    fig = plt.figure(figsize=(panel_width * len(metrics), panel_height + legend_height))
+    layout = fig.add_gridspec(2, len(metrics), height_ratios=[panel_height, legend_height])
+    for column, metric in enumerate(metrics):
+        ax = fig.add_subplot(layout[0, column])
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        if metric in log_y:
+            label_log_axis(ax)
+    legend_ax = fig.add_subplot(layout[1, :])
+    legend_ax.axis("off")
+    legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=min(3, len(names)), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def label_log_axis(ax, axis: str = "y") -> None:
+    """Plain numbers (0.1, 1, 10) on a log axis, never a single label: on one spanning less than a decade the
+    minor ticks at 2 and 5 times a power of ten are labelled too, on one spanning less than two the major
+    ticks step 1-2-5; wider axes label their decades only, so labels never crowd."""
     plain = mticker.FuncFormatter(lambda value, _: f"{value:g}")
     target = ax.yaxis if axis == "y" else ax.xaxis
     decades = _decades(ax, axis)
     if 1 <= decades < 2:
         target.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(plain)
-    target.set_minor_formatter(plain if decades < 1 else mticker.NullFormatter())
+    if decades < 1:
+        target.set_minor_formatter(mticker.FuncFormatter(
+            lambda value, _: f"{value:g}" if value > 0 and round(value / 10 ** math.floor(math.log10(value)), 6) in (2, 5) else ""))
+    else:
+        target.set_minor_formatter(mticker.NullFormatter())
 
 
 def _decades(ax, axis: str = "y") -> float:
@@ -187,7 +247,7 @@ def cost_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label
     ax = ax if ax is not None else plt.gca()
     order = order if order is not None else list(dict.fromkeys(frame[x]))
     sns.barplot(data=frame, x=y, y=x, hue=x, order=order, hue_order=order, palette=styles.palette(order), legend=False,
-                errorbar=ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED, ax=ax, orient="h")
+                errorbar=band, ax=ax, orient="h")
     ax.set_ylabel("")
     ax.set_xlabel(Y_LABELS.get(y, y))
     if reference_line is not None:
@@ -195,11 +255,109 @@ def cost_bars(frame: pd.DataFrame, y: str = "seconds_per_epoch", x: str = "label
     return ax
 
 
-def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = None, cmap: str = "cividis", **kwargs):
-    """Heatmap of a 2-D table (rows × columns), annotated with ``annotations`` (strings) or the values."""
+def heatmap(table: pd.DataFrame, ax=None, annotations: pd.DataFrame | None = None, cmap: str = "cividis",
+            path: list | None = None, path_label: str | None = None, **kwargs):
+    """Heatmap of a 2-D table (rows × columns), annotated with ``annotations`` (strings) or the values.
+
+    ``path``, a list of (row, column) labels of ``table``, outlines those cells (the best column of each row,
+    say) and joins their centres by a line under the annotations, labelled ``path_label`` in a legend below.
+    """
     ax = ax if ax is not None else plt.gca()
     annot = annotations.to_numpy() if annotations is not None else True
     sns.heatmap(table.astype(float), annot=annot, fmt="" if annotations is not None else ".3g", cmap=cmap, ax=ax,
                 linewidths=0.5, **kwargs)
+    if path:
+        rows, columns = list(table.index), list(table.columns)
+        mesh = ax.collections[0]
+        mesh.update_scalarmappable()
+        colours = mesh.get_facecolors()
+        # the annotations sit on a patch of their cell's colour above the path, which stays followable between them
+        for text in ax.texts:
+            x, y = text.get_position()
+            text.set_bbox({"boxstyle": "round,pad=0.15", "facecolor": colours[int(y) * len(columns) + int(x)], "edgecolor": "none"})
+            text.set_zorder(5)
+        for row, column in path:
+            corner = (columns.index(column), rows.index(row))
+            ax.add_patch(Rectangle(corner, 1, 1, fill=False, edgecolor="white", linewidth=4, zorder=3))
+            ax.add_patch(Rectangle(corner, 1, 1, fill=False, edgecolor="black", linewidth=1.6, zorder=3.5))
+        xs = [columns.index(column) + 0.5 for _, column in path]
+        ys = [rows.index(row) + 0.5 for row, _ in path]
+        # white under black stays visible on every colour of the map
+        ax.plot(xs, ys, color="white", linewidth=4.5, solid_capstyle="round", zorder=4)
+        ax.plot(xs, ys, color="black", linewidth=1.8, zorder=4.5, label=path_label)
+        if path_label:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize="small")
     return ax
+
+
+def faceted_curve_figure(frame: pd.DataFrame, metrics: list[str], facet: str, facet_order=None, facet_titles=None,
+                         x: str = "epoch", hue: str = "label", log_y=(), panel_width: float = 2.6, panel_height: float = 2.3):
+    """Curves in small multiples by the values of column ``facet`` (an architecture, a learning rate): one row
+    per metric, one column per facet value, every panel showing every label of its data; one legend below.
+
+    ``facet_titles`` maps a facet value to its column title (default ``str``). Each row shares its y axis, so
+    the panels compare at a glance.
+    """
+    facet_order = list(facet_order) if facet_order is not None else list(dict.fromkeys(frame[facet]))
+    labels = list(dict.fromkeys(frame[hue]))
+    rows, columns = len(metrics), len(facet_order)
+    legend_rows = math.ceil(len(labels) / min(3, max(2, columns)))
+    legend_height = 0.24 * legend_rows + 0.3
+    fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + legend_height))
+    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
+    handles_by_label = {}
+    for row, metric in enumerate(metrics):
+        first = None
+        for column, value in enumerate(facet_order):
+            ax = fig.add_subplot(layout[row, column], sharey=first)
+            first = first or ax
+            metric_curves(frame[frame[facet] == value], metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, legend=True)
+            legend = ax.get_legend()
+            if legend is not None:
+                handles_by_label.update(zip([text.get_text() for text in legend.get_texts()], legend.legend_handles))
+                legend.remove()
+            if metric in log_y:
+                label_log_axis(ax)
+            if column > 0:
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+            if row == 0:
+                ax.set_title(facet_titles(value) if facet_titles else str(value), fontsize="medium")
+            if row < rows - 1:
+                ax.set_xlabel("")
+    legend_ax = fig.add_subplot(layout[rows, :])
+    legend_ax.axis("off")
+    shown = [label for label in labels if label in handles_by_label]
+    legend_ax.legend([handles_by_label[label] for label in shown], shown, loc="upper center", frameon=False,
+                     ncol=min(3, max(2, columns)), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def lr_sensitivity_figure(final_rows: pd.DataFrame, sensitivity: pd.DataFrame, tolerance: float, score: str = "final_accuracy",
+                          by: str = "lr", score_title: str = "final test accuracy (%)", columns: int = 2,
+                          panel_width: float = 3.4, panel_height: float = 2.5):
+    """One panel per label: mean ``score`` (an accuracy fraction, shown in %) against ``by`` on a log axis with
+    a 95% band over seeds, the level ``tolerance`` below the best (dashed) and the range of values that stay
+    above it (shaded), from :func:`optbench.studies.common.lr_sensitivity`."""
+    labels = list(sensitivity.index)
+    rows = math.ceil(len(labels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), sharex=True, sharey=True, squeeze=False)
+    for ax, label in zip(axes.flat, labels):
+        runs = final_rows[final_rows["label"] == label].assign(**{score: lambda data: data[score] * 100.0})
+        look = styles.style(label)
+        sns.lineplot(data=runs, x=by, y=score, color=look.color, marker=look.marker, markersize=6, linewidth=1.6,
+                     errorbar=band, err_kws={"alpha": 0.15}, ax=ax)
+        row = sensitivity.loc[label]
+        if math.isfinite(row["low"]):
+            ax.axvspan(row["low"] / 1.25, row["high"] * 1.25, color=look.color, alpha=0.12, linewidth=0)
+            ax.axhline(100.0 * (row["best_score"] - tolerance), color="black", linewidth=0.8, linestyle=(0, (4, 2)))
+        ax.set_xscale("log")
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(score_title)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 

@@ -1,7 +1,7 @@
 """Summaries over seeds that respect a metric's range: bootstrap intervals of the mean and the per-seed spread.
 
 Tables and figure bands use the same estimate: the mean over seeds with a 95% percentile-bootstrap interval
-(scipy's ``bootstrap`` for tables, seaborn's ``errorbar=("ci", 95)`` for curves). A percentile interval is
+(scipy's ``bootstrap``; figures hand it to seaborn as its ``errorbar``, :func:`optbench.plotting.band`). A percentile interval is
 made of resampled means, so it never leaves the range the values span (an accuracy stays in [0, 1]), where
 Student's t-interval on three seeds reaches far outside it. With few seeds the bootstrap interval is too
 narrow rather than too wide, so every table also shows the per-seed spread (minimum–maximum).
@@ -31,9 +31,11 @@ def mean_interval(values: Iterable[float | None], confidence: float = CONFIDENCE
     """(mean, low, high): the mean of the finite values with a percentile-bootstrap interval.
 
     NaN bounds for fewer than two finite values (no spread to resample); equal values give a zero-width
-    interval. The bounds lie within [min, max] of the values.
+    interval. The bounds lie within [min, max] of the values and do not depend on their order.
     """
-    array = finite_values(values)
+    # sorted: the fixed generator draws fixed resample indices, so the same seeds listed in another order
+    # (a table's, a figure's) would otherwise give a slightly different interval
+    array = np.sort(finite_values(values))
     if array.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(array.mean())

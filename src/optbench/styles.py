@@ -25,7 +25,7 @@ DASHES = {"solid": "", "dashed": (5, 2), "dotted": (1.5, 1.5), "dashdot": (5, 1.
 CONTEXT_GREY = "#C8C8C8"
 
 #: families group the optimizers of small-multiple figures
-FAMILIES = ("SGD and momentum", "Adam family", "other adaptive", "hybrid", "second order", "variance reduced")
+FAMILIES = ("SGD and classic adaptive", "Adam and its corrections", "Adam extensions", "hybrid", "second order", "variance reduced")
 
 
 @dataclass(frozen=True)
@@ -50,23 +50,23 @@ def _style(label, family, color, dashes, marker) -> Style:
 
 #: every registered optimizer, by registry name
 STYLES: dict[str, Style] = {
-    "sgd": _style("SGD+momentum", "SGD and momentum", "black", "solid", "o"),
-    "adam": _style("Adam", "Adam family", "blue", "solid", "s"),
-    "amsgrad": _style("AMSGrad", "Adam family", "vermillion", "solid", "^"),
-    "adamw": _style("AdamW", "Adam family", "bluish green", "solid", "D"),
-    "nadam": _style("Nadam", "Adam family", "orange", "dashed", "v"),
-    "radam": _style("RAdam", "Adam family", "reddish purple", "dashed", "P"),
-    "adabelief": _style("AdaBelief", "Adam family", "sky blue", "dashed", "X"),
-    "lookahead": _style("Lookahead(Adam)", "Adam family", "grey", "dashdot", "*"),
-    "adam_scheduled_betas": _style("Adam (scheduled betas)", "Adam family", "black", "dotted", "h"),
-    "padam": _style("Padam", "Adam family", "reddish purple", "solid", "p"),
-    "adagrad": _style("AdaGrad", "other adaptive", "orange", "solid", "<"),
-    "rmsprop": _style("RMSprop", "other adaptive", "sky blue", "solid", ">"),
+    "sgd": _style("SGD+momentum", "SGD and classic adaptive", "black", "solid", "o"),
+    "adam": _style("Adam", "Adam and its corrections", "blue", "solid", "s"),
+    "amsgrad": _style("AMSGrad", "Adam and its corrections", "vermillion", "solid", "^"),
+    "adamw": _style("AdamW", "Adam and its corrections", "bluish green", "solid", "D"),
+    "nadam": _style("Nadam", "Adam and its corrections", "orange", "dashed", "v"),
+    "radam": _style("RAdam", "Adam and its corrections", "reddish purple", "dashed", "P"),
+    "adabelief": _style("AdaBelief", "Adam extensions", "sky blue", "dashed", "X"),
+    "lookahead": _style("Lookahead(Adam)", "Adam extensions", "grey", "dashdot", "*"),
+    "adam_scheduled_betas": _style("Adam (scheduled betas)", "Adam extensions", "black", "dotted", "h"),
+    "padam": _style("Padam", "Adam extensions", "reddish purple", "solid", "p"),
+    "adagrad": _style("AdaGrad", "SGD and classic adaptive", "orange", "solid", "<"),
+    "rmsprop": _style("RMSprop", "SGD and classic adaptive", "sky blue", "solid", ">"),
     "atmo": _style("ATMO", "hybrid", "bluish green", "dashed", "d"),
     "padam_sgd": _style("PADAM-SGD", "hybrid", "vermillion", "dashed", "8"),
     "adasgd": _style("AdaSGD", "hybrid", "blue", "dashdot", "H"),
-    "adahessian": _style("AdaHessian", "second order", "vermillion", "dashdot", "1"),
-    # filled three- and four-pointed stars: seaborn refuses to mix line-art markers ("2", "3") with filled ones
+    # filled stars (six-, three- and four-pointed): seaborn refuses to mix line-art markers ("1", "2") with filled ones
+    "adahessian": _style("AdaHessian", "second order", "vermillion", "dashdot", (6, 1, 0)),
     "svrg": _style("SVRG", "variance reduced", "blue", "dotted", (3, 1, 0)),
     "storm": _style("STORM", "variance reduced", "bluish green", "dotted", (4, 1, 0)),
 }

@@ -3,8 +3,11 @@
 The seconds in run records come from runs trained at different moments (or side by side on a process
 pool), so whatever else the machine did enters them. Cost comparisons instead time every optimizer in one
 process, in rounds: each round runs, for every optimizer in an order shuffled per round, a warm-up step and
-then ``steps`` timed training steps on the same batch (plus SVRG's full-gradient snapshot, timed once per
-round, since it is part of its epoch). Rounds pair the measurements: a slow moment of the machine slows
+then ``steps`` timed training steps on the same batch (plus SVRG's full-gradient snapshot over the
+training split, timed once per round, since it is part of its epoch). An optimizer whose steps cost
+differently in a repeating pattern (AdaHessian with ``hessian_every = k`` estimates the Hessian at one step
+in k) has each timed step made of k consecutive steps, divided by k, so that its median is the mean cost of
+the pattern and not the cost of its commonest step. Rounds pair the measurements: a slow moment of the machine slows
 every optimizer of that round, and the round-to-round spread is the noise the timing claims respect
 (:mod:`optbench.verdicts`).
 
@@ -29,9 +32,10 @@ from .progress import progress_bar
 from . import data, protocol
 from .config import RunConfig, canonical_json
 from .store import ResultsStore, parse_record, write_json_atomically
-from .training import configure_threads, prepare_data, resolve_device, start_run
+from .training import batch_inputs, configure_threads, full_gradient, new_run, precision_context, resolve_device
 
-TIMING_SCHEMA = 1
+#: 2: optimizers with a ``hessian_every`` pattern are timed over whole patterns
+TIMING_SCHEMA = 2
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -43,37 +47,29 @@ class _Stepper:
     """One optimizer ready to take training steps on a fixed batch of its configuration's data."""
 
     def __init__(self, config: RunConfig, device: torch.device):
-        dataset, train_images, train_labels, _, _ = prepare_data(config, device)
-        self.model, self.optimizer, _, generator = start_run(config, dataset, device)
-        protocol.call_epoch_hook(self.optimizer, 0, config.num_epochs)
-        index = data.batch_indices(len(train_labels), config.batch_size, generator)[0].to(device)
-        images = train_images[index]
-        if config.augment:
-            images = data.augment(images, generator)
-        self.inputs = data.normalize(images, dataset.mean, dataset.std)
-        self.targets = train_labels[index]
-        self.steps_per_epoch = -(-len(train_labels) // config.batch_size)
-        self.full_gradient = None
-        if protocol.needs_full_gradient(self.optimizer):
-            self.full_gradient = _full_gradient(self.model, self.optimizer, self.inputs, self.targets)
-            protocol.take_snapshot_if_needed(self.optimizer, self.full_gradient)
+        self.state = state = new_run(config, device)
+        protocol.call_epoch_hook(state.optimizer, 0, config.num_epochs)
+        first = data.epoch_batches(len(state.train_labels), config.batch_size, state.generator, config.augment, device)[0]
+        self.inputs, self.targets = batch_inputs(state, first)
+        self.steps_per_epoch = -(-len(state.train_labels) // config.batch_size)
+        # steps whose costs repeat with this period (a Hessian estimate every k steps) are timed in whole periods
+        self.period = int(getattr(state.optimizer, "hessian_every", 1))
+        self.needs_snapshot = protocol.needs_full_gradient(state.optimizer)
+        self.snapshot()
 
     def step(self) -> None:
-        protocol.optimizer_step(self.optimizer, lambda: F.cross_entropy(self.model(self.inputs), self.targets), self.model)
+        state = self.state
+
+        def compute_loss():
+            with precision_context(state.device, state.config.precision):
+                logits = state.model(self.inputs)
+            return F.cross_entropy(logits.float(), self.targets)
+
+        protocol.optimizer_step(state.optimizer, compute_loss, state.model)
 
     def snapshot(self) -> None:
-        if self.full_gradient is not None:
-            protocol.take_snapshot_if_needed(self.optimizer, self.full_gradient)
-
-
-def _full_gradient(model, optimizer, inputs, targets):
-    # timing only: the batch stands in for the training set, scaled per example below
-    def full_gradient() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with protocol.frozen_batchnorm_statistics(model):
-            F.cross_entropy(model(inputs), targets).backward()
-
-    return full_gradient
+        """SVRG's full-gradient pass over the training split, as at the start of its every epoch."""
+        protocol.take_snapshot_if_needed(self.state.optimizer, lambda: full_gradient(self.state))
 
 
 def measurement_key(configs: dict[str, RunConfig], rounds: int, steps: int) -> str:
@@ -126,16 +122,16 @@ def measure_step_seconds(
             durations = []
             for _ in range(steps):
                 started = time.perf_counter()
-                stepper.step()
+                for _ in range(stepper.period):
+                    stepper.step()
                 _synchronize(device)
-                durations.append(time.perf_counter() - started)
+                durations.append((time.perf_counter() - started) / stepper.period)
             snapshot_seconds = 0.0
-            if stepper.full_gradient is not None:
+            if stepper.needs_snapshot:
                 started = time.perf_counter()
                 stepper.snapshot()
                 _synchronize(device)
-                # one batch's gradient, scaled to the passes over every batch a real snapshot makes
-                snapshot_seconds = (time.perf_counter() - started) * stepper.steps_per_epoch
+                snapshot_seconds = time.perf_counter() - started
             per_step = sorted(durations)[len(durations) // 2]
             rows.append({"label": label, "round": round_number, "seconds_per_step": per_step,
                          "seconds_per_epoch": per_step * stepper.steps_per_epoch + snapshot_seconds})

@@ -202,6 +202,17 @@ def all_of(decisions: Sequence[Decision], joiner: str = "; ") -> Decision:
     return Decision(verdict, joiner.join(decision.evidence for decision in decisions))
 
 
+#: a comparison read the other way round
+_OPPOSITE = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}
+
+
+def any_of(decisions: Sequence[Decision], joiner: str = " or ") -> Decision:
+    """A claim that holds when at least one of several comparisons does (the dual of :func:`all_of`, by De
+    Morgan): supported if any is, contradicted if all are, else inconclusive."""
+    flipped = all_of([Decision(_OPPOSITE.get(decision.verdict, decision.verdict), decision.evidence) for decision in decisions], joiner)
+    return Decision(_OPPOSITE.get(flipped.verdict, flipped.verdict), flipped.evidence)
+
+
 def decide_best(candidate: str, values: dict[str, Iterable[float]], higher_is_better: bool = True,
                 level: float = LEVEL, describe: Callable[[float], str] = lambda value: f"{value:+.3g}") -> Decision:
     """Claim: ``candidate`` beats every other entry of ``values`` (Bonferroni over the comparisons).

@@ -490,3 +490,21 @@ def _table(checks: list[Check]) -> pd.DataFrame:
         row["documented deviations"] = check.deviations
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`verification_table` as text for the book: differences in scientific notation, the distance moved
+    with three significant digits, registry names as code."""
+    shown = table.copy()
+    for column in ("after 1 step", "after 10 steps", "after 100 steps"):
+        shown[column] = [f"{value:.1e}" for value in table[column]]
+    shown["moved"] = [f"{value:.3g}" for value in table["moved"]]
+    shown["registry name"] = [f"`{name}`" for name in table["registry name"]]
+    return shown
+
+
+def deviations_text(table: pd.DataFrame) -> str:
+    """The documented deviations of :func:`verification_table`'s rows as a Markdown list (rows without one left out)."""
+    rows = table[table["documented deviations"].str.strip().str.lower() != "none"]
+    return "\n".join(f"- **{optimizer}** (`{name}`): {deviation}."
+                     for optimizer, name, deviation in zip(rows["optimizer"], rows["registry name"], rows["documented deviations"])) + "\n"

@@ -9,6 +9,9 @@ A study is one module of this package and one notebook, ``notebooks/<name>.md``.
 - its claims, each decided by :mod:`optbench.verdicts`;
 - ``STUDY = Study(...)``, listed in :data:`STUDIES` below.
 
+The notebook ends by handing its claims, workloads and runs to the summary and the appendices
+(:func:`optbench.chapter_results.hand_over`).
+
 Adding a chapter touches this list, the new module and notebook, ``_toc.yml`` and its profiles' sections;
 the executor, the command line and the book tests find it here. ``CONTRIBUTING.md`` gives the chapter
 conventions, with study 1 (:mod:`.optimizer_comparison`) as the worked example.
@@ -66,11 +69,14 @@ class Study:
     def validate(self, parameters: dict, check_data: bool = True) -> None:
         """Raise ``ValueError`` (or :class:`~optbench.data.DatasetUnavailableError`) for parameters the study rejects.
 
-        Builds the settings and every planned configuration; with ``check_data`` the datasets must be on
+        Every number must be finite; then it builds the settings and every planned configuration; with ``check_data`` the datasets must be on
         disk or downloadable too.
         """
         from .. import data
+        from ..checks import check_finite
 
+        for name, value in parameters.items():
+            check_finite(name, value)
         settings = self.settings_from(parameters)
         configs = self.planned_runs(settings)
         if check_data:
@@ -79,9 +85,10 @@ class Study:
 
 
 def _registered() -> dict[str, Study]:
-    from . import optimizer_comparison, variance_reduction
+    from . import hybrid_second_order, optimizer_comparison, padam_partial_adaptivity, variance_reduction
 
-    return {study.name: study for study in (optimizer_comparison.STUDY, variance_reduction.STUDY)}
+    studies = (optimizer_comparison.STUDY, padam_partial_adaptivity.STUDY, hybrid_second_order.STUDY, variance_reduction.STUDY)
+    return {study.name: study for study in studies}
 
 
 #: every study chapter, in the book's order

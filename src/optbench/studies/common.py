@@ -36,6 +36,38 @@ SUMMARY_METRICS = {
 PERCENT_COLUMNS = ("final_accuracy", "best_accuracy", "final_validation_accuracy")
 
 
+def check_list(name: str, values, check_item, allowed: str, distinct: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``values`` is a non-empty list whose every entry passes
+    ``check_item`` (``allowed`` says what passes), each entry once if ``distinct``."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
+    for value in values:
+        if not check_item(value):
+            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
+    if distinct and len(set(values)) != len(values):
+        raise ValueError(f"invalid {name} {values!r}: the entries must differ")
+
+
+def is_seed(value) -> bool:
+    """An integer >= 0 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_positive_number(value) -> bool:
+    """A finite number > 0 (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def describe_points(value: float) -> str:
+    """An accuracy difference (a fraction) in signed percentage points, for a claim's evidence."""
+    return f"{100 * value:+.1f} pp"
+
+
+def describe_ratio(log_value: float) -> str:
+    """A difference of logarithms as the ratio it stands for, for a claim's evidence."""
+    return f"×{math.exp(log_value):.2f}"
+
+
 def all_configs(groups: RunGroups) -> list[RunConfig]:
     """Every configuration of ``groups``, in order."""
     return [config for configs in groups.values() for config in configs]
@@ -230,3 +262,107 @@ def value_at(frame: pd.DataFrame, metric: str, budget: float, x: str = "grad_eva
         rows.append({"label": label, "run_id": run_id, "seed": int(run["seed"].iloc[0]), "value": value})
     return pd.DataFrame(rows, columns=["label", "run_id", "seed", "value"])
 
+
+def epoch_at_fraction(fraction: float, num_epochs: int) -> int:
+    """The first epoch (counted from 1) at or after ``fraction`` of ``num_epochs``: 25% of 100 epochs is
+    epoch 25, 25% of 6 is epoch 2."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"invalid fraction {fraction!r}: a fraction of training lies in (0, 1]")
+    # the small tolerance keeps 0.3·10 = 3.0000000000000004 at epoch 3
+    return max(1, math.ceil(fraction * num_epochs - 1e-9))
+
+
+def values_at_fractions(frame: pd.DataFrame, fractions: Iterable[float], metric: str = "test_accuracy",
+                        keep: Iterable[str] = ()) -> pd.DataFrame:
+    """``metric`` of every run at each fraction of its training (:func:`epoch_at_fraction` of the run's
+    ``num_epochs``): one row per (label, run, fraction) with the epoch; NaN where a diverged run stopped earlier.
+
+    Columns named in ``keep`` (an architecture, say) are carried over.
+    """
+    keep, fractions = list(keep), list(fractions)
+    rows = []
+    for (label, run_id, *kept), run in frame.groupby(["label", "run_id", *keep], sort=False):
+        by_epoch = run.set_index("epoch")[metric]
+        num_epochs = int(run["num_epochs"].iloc[0])
+        for fraction in fractions:
+            epoch = epoch_at_fraction(fraction, num_epochs)
+            rows.append({"label": label, "run_id": run_id, **dict(zip(keep, kept)), "seed": int(run["seed"].iloc[0]),
+                         "fraction": fraction, "epoch": epoch, metric: float(by_epoch.get(epoch, math.nan))})
+    return pd.DataFrame(rows)
+
+
+def lr_sensitivity(final_rows: pd.DataFrame, tolerance: float = 0.01, by: str = "lr", score: str = "final_accuracy") -> pd.DataFrame:
+    """Per label, how wide a range of learning rates stays within ``tolerance`` of the best mean ``score``.
+
+    ``final_rows`` holds one row per run (label, ``by``, ``score``, status). Per label the grid's values are
+    sorted; the best is the one with the highest mean score over seeds; the range grows from it to each
+    neighbouring value while that value's mean stays at or above best − ``tolerance`` (an accuracy fraction:
+    0.01 = 1 percentage point). A value with a diverged run ends the range. Returns, per label: the best
+    value and its mean score, the range's ends ``low`` and ``high``, its width in decades
+    (log10(high/low); 0 when only the best qualifies) and whether it reaches the grid's ends
+    (``open_low``/``open_high``: the true range may be wider there). NaN throughout when every value diverged.
+    """
+    if tolerance < 0:
+        raise ValueError(f"invalid tolerance {tolerance!r}: it must be >= 0")
+    rows = []
+    for label, group in final_rows.groupby("label", sort=False):
+        values = sorted(group[by].unique())
+        means = {value: (math.nan if (runs["status"] == "diverged").any() else float(runs[score].mean()))
+                 for value, runs in group.groupby(by)}
+        usable = [value for value in values if math.isfinite(means[value])]
+        if not usable:
+            rows.append({"label": label, f"best_{by}": math.nan, "best_score": math.nan, "low": math.nan, "high": math.nan,
+                         "decades": math.nan, "open_low": False, "open_high": False})
+            continue
+        best = max(usable, key=lambda value: means[value])
+        floor = means[best] - tolerance
+        position = values.index(best)
+        low = high = position
+        while low > 0 and means[values[low - 1]] >= floor:
+            low -= 1
+        while high < len(values) - 1 and means[values[high + 1]] >= floor:
+            high += 1
+        rows.append({"label": label, f"best_{by}": best, "best_score": means[best], "low": values[low], "high": values[high],
+                     "decades": math.log10(values[high] / values[low]), "open_low": low == 0, "open_high": high == len(values) - 1})
+    return pd.DataFrame(rows).set_index("label")
+
+
+# ---- time to a target ----------------------------------------------------------------------------------
+
+#: what :func:`time_to_target` reports at the first epoch that reaches the target: record column → title
+TARGET_COSTS = {"epoch": "epochs", "grad_evals": "gradient evaluations", "elapsed_seconds": "training seconds"}
+
+
+def time_to_target(frame: pd.DataFrame, target: float, metric: str = "test_accuracy",
+                   costs: Iterable[str] = tuple(TARGET_COSTS)) -> pd.DataFrame:
+    """One row per (label, run): whether ``metric`` ever reached ``target`` (≥) and, at the first epoch that
+    did, each column of ``costs`` (cumulative record columns such as ``grad_evals``); NaN costs for a run
+    that never reached it (a diverged run's NaN epochs never do)."""
+    costs = list(costs)
+    rows = []
+    for (label, run_id), run in frame.groupby(["label", "run_id"], sort=False):
+        run = run.sort_values("epoch")
+        reached = run[run[metric].to_numpy(dtype=float) >= target]
+        first = reached.iloc[0] if len(reached) else None
+        rows.append({"label": label, "run_id": run_id, "seed": int(run["seed"].iloc[0]), "reached": first is not None,
+                     **{cost: float(first[cost]) if first is not None else math.nan for cost in costs}})
+    return pd.DataFrame(rows)
+
+
+def target_table(per_run: pd.DataFrame, order: Iterable[str] | None = None, costs: Iterable[str] = tuple(TARGET_COSTS)) -> pd.DataFrame:
+    """:func:`time_to_target`'s rows as text per label: how many runs reached the target, and per cost the mean
+    [95% interval] over the runs that did ("never reached" when none did). Runs that never reach it are
+    counted, not averaged as if they had."""
+    order = list(order) if order is not None else list(dict.fromkeys(per_run["label"]))
+    rows = []
+    for label in order:
+        group = per_run[per_run["label"] == label]
+        reached = group[group["reached"]]
+        row = {"optimizer": label, "runs reaching the target": f"{len(reached)} of {len(group)}"}
+        for cost in costs:
+            title = TARGET_COSTS.get(cost, cost.replace("_", " "))
+            digits = 0 if cost == "grad_evals" else 1
+            row[f"{title} to reach it"] = (format_mean_interval(*mean_interval(reached[cost]), digits) if len(reached)
+                                           else "never reached")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_e
 from . import Study
 from ..statistics import format_number
 from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
+from .common import check_list, describe_points, describe_ratio, is_positive_number, is_seed
 
 #: registry names in the chapter's order
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
@@ -33,22 +34,6 @@ FC_OPTIMIZERS = ("adam_scheduled_betas", "adam", "rmsprop", "adagrad")
 MARKEDLY = 1.10
 #: C9's "comparable": final test accuracies within this many percentage points
 COMPARABLE_POINTS = 2.0
-
-
-def _check_list(name, values, check_item, allowed: str) -> None:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"invalid {name} {values!r}: give a non-empty list of {allowed}")
-    for value in values:
-        if not check_item(value):
-            raise ValueError(f"invalid {name} {values!r}: every entry must be {allowed}, got {value!r}")
-
-
-def _is_seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -79,13 +64,13 @@ class Settings:
     timing_rounds: int = 5
 
     def __post_init__(self):
-        _check_list("seeds", self.seeds, _is_seed, "integers >= 0")
-        _check_list("selection_seeds", self.selection_seeds, _is_seed, "integers >= 0")
+        check_list("seeds", self.seeds, is_seed, "integers >= 0")
+        check_list("selection_seeds", self.selection_seeds, is_seed, "integers >= 0")
         if len(set(self.selection_seeds)) < 2:
             raise ValueError(f"invalid selection_seeds {self.selection_seeds!r}: give at least two different seeds, so that "
                              "the chosen learning rate does not rest on one seed's luck")
-        _check_list("lr_grid", self.lr_grid, _is_positive_number, "a finite number > 0")
-        if not _is_positive_number(self.uniform_lr):
+        check_list("lr_grid", self.lr_grid, is_positive_number, "a finite number > 0")
+        if not is_positive_number(self.uniform_lr):
             raise ValueError(f"invalid uniform_lr {self.uniform_lr!r}: it must be a finite number > 0")
         if not isinstance(self.validation_fraction, (int, float)) or not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
@@ -207,6 +192,30 @@ def reported_table(table_a: pd.DataFrame, table_b: pd.DataFrame, settings: Setti
     })
 
 
+def workload_table(frame_b: pd.DataFrame, frame_fc: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: ResNet-18 at protocol B (each optimizer at
+    its chosen lr, the fairest comparison) and report 004's fully connected network, one row per run
+    (:func:`optbench.chapter_results.workload_runs`, each with its default target)."""
+    from ..chapter_results import workload_runs
+
+    resnet = f"ResNet-18 ×{settings.model_width:g} on {settings.dataset}"
+    fully_connected = f"fully connected {list(settings.fc_hidden_sizes)} on {settings.dataset}"
+    return pd.concat([workload_runs(frame_b, resnet), workload_runs(frame_fc, fully_connected)], ignore_index=True)
+
+
+def headlines(table_a: pd.DataFrame, table_b: pd.DataFrame, table_fc: pd.DataFrame) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best optimizer under each protocol and on the fully
+    connected network, and how SGD+momentum's rank moves between the protocols."""
+    sgd = styles.label("sgd")
+    ranking_a, ranking_b, ranking_fc = ranking(table_a), ranking(table_b), ranking(table_fc)
+    return {
+        "best final test accuracy, protocol A (one shared lr)": f"{ranking_a[0]} ({format_number(100 * table_a.loc[ranking_a[0], 'final_accuracy'])}%)",
+        "best final test accuracy, protocol B (each optimizer's own lr)": f"{ranking_b[0]} ({format_number(100 * table_b.loc[ranking_b[0], 'final_accuracy'])}%)",
+        "SGD+momentum's rank, protocol A → B": f"{ranking_a.index(sgd) + 1} → {ranking_b.index(sgd) + 1} of {len(ranking_b)}",
+        "best final test accuracy, report 004's fully connected network": f"{ranking_fc[0]} ({format_number(100 * table_fc.loc[ranking_fc[0], 'final_accuracy'])}%)",
+    }
+
+
 def choose_learning_rates(selection_runs: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer label: the lr of the grid with the highest mean final validation accuracy over the
     selection seeds (ties: the lower mean validation loss); an lr with a diverged run is never chosen."""
@@ -258,14 +267,6 @@ def source_settings(settings: Settings) -> list[tuple[str, str, str]]:
 
 # ---- claims ---------------------------------------------------------------------------------------------
 
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f} pp"
-
-
-def _ratio(log_value: float) -> str:
-    return f"×{math.exp(log_value):.2f}"
-
-
 def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFrame, settings: Settings) -> list[Claim]:
     """Decide claims C1–C10 on protocol A's and the fully connected experiment's per-run summaries and the timing.
 
@@ -283,13 +284,13 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
         c1 = not_testable(f"the claimed 75–80% accuracy is CIFAR-10's after 200 epochs; this build trains on {settings.dataset} "
                           f"for {settings.num_epochs} epochs")
     else:
-        c1 = all_of([decide_above(accuracy[name], 0.70, level=LEVEL / len(OPTIMIZERS), describe=_points, name=label(name)) for name in OPTIMIZERS])
+        c1 = all_of([decide_above(accuracy[name], 0.70, level=LEVEL / len(OPTIMIZERS), describe=describe_points, name=label(name)) for name in OPTIMIZERS])
     claims.append(Claim("C1", "000", "Every optimizer brings training loss and test error low (accuracy about 75–80% on CIFAR-10).",
                         "only on CIFAR-10 after 200 epochs: every optimizer's final test accuracy above 70% (the claim's 75% less 5 pp), "
                         "one-sided t-test per optimizer at α = 0.05/12", c1))
 
     c2 = all_of([
-        decide_best("AMSGrad", {label(name): accuracy[name] for name in report}, describe=_points),
+        decide_best("AMSGrad", {label(name): accuracy[name] for name in report}, describe=describe_points),
         decide_best("AMSGrad", {label(name): variation[name] for name in report}, higher_is_better=False),
     ], joiner=" | robustness: ")
     claims.append(Claim("C2", "000", "AMSGrad performs best overall and is the most robust.",
@@ -298,7 +299,7 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
                         "α = 0.05 over the 4 comparisons of each", c2))
 
     others = [name for name in report if name != "amsgrad"]
-    c3 = all_of([decide_greater(seconds["amsgrad"], seconds[name], level=LEVEL / len(others), describe=_ratio, name=f"vs {label(name)}")
+    c3 = all_of([decide_greater(seconds["amsgrad"], seconds[name], level=LEVEL / len(others), describe=describe_ratio, name=f"vs {label(name)}")
                  for name in others])
     claims.append(Claim("C3", "000", "AMSGrad takes more time per epoch than the others.",
                         "AMSGrad's seconds per epoch exceed each of the other four report-000 optimizers'; paired t-test on log seconds "
@@ -310,13 +311,13 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
                         "Adam's and Nadam's test-error variation each exceed AMSGrad's; paired t-tests over seeds, α = 0.05/2", c4))
 
     low, high = ("sgd", "adamw"), ("adam", "nadam", "amsgrad")
-    c5 = all_of([decide_greater(accuracy[good], accuracy[bad], level=LEVEL / 6, describe=_points, name=f"{label(good)} − {label(bad)}")
+    c5 = all_of([decide_greater(accuracy[good], accuracy[bad], level=LEVEL / 6, describe=describe_points, name=f"{label(good)} − {label(bad)}")
                  for bad in low for good in high])
     claims.append(Claim("C5", "000", "SGD (lr 0.001) and AdamW have the highest test error and lowest accuracy.",
                         "each of Adam, Nadam and AMSGrad ends with a higher final test accuracy than each of SGD+momentum and AdamW; "
                         "paired t-tests over seeds, α = 0.05/6", c5))
 
-    c6 = all_of([decide_greater(seconds[slow], seconds[fast], level=LEVEL / 6, describe=_ratio, name=f"{label(slow)} / {label(fast)}")
+    c6 = all_of([decide_greater(seconds[slow], seconds[fast], level=LEVEL / 6, describe=describe_ratio, name=f"{label(slow)} / {label(fast)}")
                  for fast in low for slow in high])
     claims.append(Claim("C6", "000", "SGD and AdamW have the shortest training time.",
                         "each of Adam, Nadam and AMSGrad takes more seconds per epoch than each of SGD+momentum and AdamW; "
@@ -326,7 +327,7 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
     claims.append(Claim("C7", "000", "Padam's test error curve is smoother than the others'.",
                         "Padam's test-error variation is lower than each of report 000's five optimizers'; paired t-tests over seeds, α = 0.05/5", c7))
 
-    c8 = all_of([decide_greater(seconds["padam"], seconds[name], threshold=math.log(MARKEDLY), level=LEVEL / len(report), describe=_ratio,
+    c8 = all_of([decide_greater(seconds["padam"], seconds[name], threshold=math.log(MARKEDLY), level=LEVEL / len(report), describe=describe_ratio,
                                 name=f"vs {label(name)}") for name in report])
     claims.append(Claim("C8", "000", "Padam's training time is markedly higher than the others'.",
                         f"Padam's seconds per epoch exceed each of report 000's five optimizers' by more than ×{MARKEDLY:.2f}; "
@@ -334,11 +335,11 @@ def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFra
 
     fc_accuracy = {name: seed_values(runs_fc, label(name), "final_accuracy") for name in FC_OPTIMIZERS}
     c9 = all_of([decide_equivalent(fc_accuracy["adam_scheduled_betas"], fc_accuracy[name], margin=COMPARABLE_POINTS / 100,
-                                   level=LEVEL / 2, describe=_points, name=f"vs {label(name)}") for name in ("adam", "rmsprop")])
+                                   level=LEVEL / 2, describe=describe_points, name=f"vs {label(name)}") for name in ("adam", "rmsprop")])
     claims.append(Claim("C9", "004", "Adam with scheduled betas performs comparably to Adam and RMSprop.",
                         f"on the fully connected network, its final test accuracy is within ±{COMPARABLE_POINTS:g} pp of Adam's and of "
                         "RMSprop's; two one-sided paired t-tests (equivalence) each, α = 0.05/2", c9))
-    c10 = decide_greater(fc_accuracy["adam_scheduled_betas"], fc_accuracy["adagrad"], describe=_points, name="vs AdaGrad")
+    c10 = decide_greater(fc_accuracy["adam_scheduled_betas"], fc_accuracy["adagrad"], describe=describe_points, name="vs AdaGrad")
     claims.append(Claim("C10", "004", "Adam with scheduled betas performs better than AdaGrad.",
                         "on the fully connected network, its final test accuracy exceeds AdaGrad's; paired t-test over seeds, α = 0.05", c10))
     return claims
@@ -352,7 +353,7 @@ STUDY = Study(
     question="How do SGD, Adam and ten of its successors compare on ResNet-18, at one shared learning rate and at each optimizer's own?",
     settings=Settings,
     planned_runs=planned_runs,
-    figures=("fig-s1-a-epochs", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-epochs", "fig-s1-fc"),
+    figures=("fig-s1-a-loss", "fig-s1-a-accuracy", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-loss", "fig-s1-b-accuracy", "fig-s1-fc"),
     tables=("tbl-s1-settings", "tbl-s1-a", "tbl-s1-cost", "tbl-s1-grid", "tbl-s1-b", "tbl-s1-ranks", "tbl-s1-fc",
             "tbl-s1-reported", "tbl-s1-claims"),
     claims=tuple(f"C{number}" for number in range(1, 11)),

@@ -555,7 +555,7 @@ def deep_figure(frames: dict[tuple[str, str], pd.DataFrame], metric: str = "test
         high = max(ax.get_ylim()[1] for ax in row)
         for ax in row:
             ax.set_ylim(low, high)
-            plotting.plain_log_ticks(ax)
+            plotting.label_log_axis(ax)
     _legend_below(fig, [ax for row in axes for ax in row])
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
@@ -599,7 +599,7 @@ def quotient_figure(traces: pd.DataFrame, title: str):
     sns.lineplot(data=traces, x="step", y="gradient_quotient", errorbar=plotting.ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED,
                  color=styles.style(METAINIT_LABELS["svrg"]).color, ax=ax)
     ax.set_yscale("log")
-    plotting.plain_log_ticks(ax)
+    plotting.label_log_axis(ax)
     ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_xlabel("MetaInit step")
     ax.set_ylabel("gradient quotient")
