@@ -593,12 +593,10 @@ def quotient_figure(traces: pd.DataFrame, title: str):
     """The gradient quotient along MetaInit's steps: mean over seeds with a 95% band (log scale)."""
     import seaborn as sns
 
-    from ..statistics import BOOTSTRAP_SEED, RESAMPLES
-
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    sns.lineplot(data=traces, x="step", y="gradient_quotient", errorbar=plotting.ERRORBAR, n_boot=RESAMPLES, seed=BOOTSTRAP_SEED,
+    ax.set_yscale("log")  # first: seaborn then averages and bands the logarithms
+    sns.lineplot(data=traces, x="step", y="gradient_quotient", errorbar=plotting.band,
                  color=styles.style(METAINIT_LABELS["svrg"]).color, ax=ax)
-    ax.set_yscale("log")
     plotting.label_log_axis(ax)
     ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_xlabel("MetaInit step")
@@ -830,3 +828,26 @@ STUDY = Study(
             "tbl-s4-variance", "tbl-s4-quotient", "tbl-s4-metainit", "tbl-s4-claims"),
     claims=tuple(f"C{number}" for number in range(21, 28)),
 )
+
+
+def workload_table(lenet_frame: pd.DataFrame, deep_frames: dict, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: LeNet and each deep benchmark at the chosen
+    hyperparameters, one row per run (:func:`optbench.chapter_results.workload_runs`)."""
+    from ..chapter_results import workload_runs
+
+    parts = [workload_runs(lenet_frame, f"{setting_title('lenet5', None)} (study 4) on {settings.shallow_dataset}")]
+    parts += [workload_runs(frame, f"{setting_title(network, norm)} (study 4) on {getattr(settings, f'{network}_dataset')}")
+              for (network, norm), frame in deep_frames.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def headlines(lenet_table: pd.DataFrame, deep_tables: dict) -> dict[str, str]:
+    """The chapter's findings the summary shows: the lowest final test loss on LeNet and on each deep benchmark."""
+    from ..statistics import format_number
+
+    found = {f"lowest final test loss, {setting_title('lenet5', None)}":
+             f"{lenet_table['final_test_loss'].idxmin()} ({format_number(lenet_table['final_test_loss'].min(), 3)})"}
+    for (network, norm), table in deep_tables.items():
+        found[f"lowest final test loss, {setting_title(network, norm)}"] = (
+            f"{table['final_test_loss'].idxmin()} ({format_number(table['final_test_loss'].min(), 3)})")
+    return found
