@@ -1,10 +1,13 @@
-# The two commands of the README: `make book` and `make test`.
+# The two commands of the README: `make book` and `make test`; `make publish` puts the book on GitHub Pages.
 PROFILE ?= default
+# where `make publish` pushes the built HTML (ghp-import: a commit on BRANCH, pushed to REMOTE)
+REMOTE ?= origin
+BRANCH ?= gh-pages
 PYTHON3 ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: book test venv clean
+.PHONY: book test venv clean publish check-site
 
 venv: $(VENV)/.installed
 
@@ -22,5 +25,14 @@ book: venv
 test: venv
 	$(PYTHON) -m pytest
 
+# every link relative and every internal link alive, so _build/html works from any web server
+check-site: venv
+	$(PYTHON) -m optbench.site _build/html --forbid "$(CURDIR)"
+
+publish: book check-site
+	$(VENV)/bin/ghp-import --no-jekyll --push --remote $(REMOTE) --branch $(BRANCH) \
+		--message "Publish the book (profile $(PROFILE))" _build/html
+	@echo "Pushed _build/html to $(REMOTE)/$(BRANCH)"
+
 clean:
-	rm -rf _build book/studies/*.ipynb book/intro.ipynb
+	rm -rf _build book/studies/*.ipynb book/studies/*.csv book/*.ipynb

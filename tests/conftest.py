@@ -1,5 +1,17 @@
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: lines the session prints at its end: where the smoke book was built, how long it took, where screenshots are
+SESSION_NOTES: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +22,49 @@ def _one_thread_and_isolated_results(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiler_caches():
+    """Each test compiles its fused kernels afresh: past torch's recompile limit (8 variants of a kernel, which
+    a test session's many shapes and settings reach) dynamo silently runs the kernel uncompiled, and a
+    fused test would then check eager code."""
+    torch._dynamo.reset()
+    yield
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """A copy of the book sources, executed with the smoke profile and built once per test session (the book
+    tests and the browser test share it); returns (root, log)."""
+    root = tmp_path_factory.mktemp("book")
+    for item in ("notebooks", "profiles", "book", "_config.yml", "_toc.yml"):
+        source = ROOT / item
+        if source.is_dir():
+            shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("*.ipynb", "*.csv"))
+        else:
+            shutil.copy(source, root / item)
+    env = {**os.environ, "OPTBENCH_RESULTS_DIR": str(root / "results"), "OPTBENCH_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    execute = subprocess.run([str(BIN / "optbench"), "execute", "--profile", "smoke", "--root", str(root)],
+                             env=env, capture_output=True, text=True, timeout=1200)
+    assert execute.returncode == 0, execute.stdout[-3000:] + execute.stderr[-5000:]
+    executed = time.perf_counter()
+    build = subprocess.run([str(BIN / "jupyter-book"), "build", str(root), "--warningiserror", "--nitpick"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-3000:]
+    pages = len(list((root / "_build" / "html").rglob("*.html"))) - len(list((root / "_build" / "html" / "_static").rglob("*.html")))
+    SESSION_NOTES.append(f"smoke book: executed in {executed - started:.0f} s, built in {time.perf_counter() - executed:.0f} s, "
+                         f"{pages} HTML pages, at {root / '_build' / 'html'}")
+    return root, execute.stdout + execute.stderr
+
+
+@pytest.fixture(scope="session")
+def session_notes() -> list[str]:
+    """Lines to print at the end of the session (the browser test names its screenshot folder here)."""
+    return SESSION_NOTES
+
+
+def pytest_terminal_summary(terminalreporter):
+    for note in SESSION_NOTES:
+        terminalreporter.write_line(note)

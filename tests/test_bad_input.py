@@ -19,14 +19,14 @@ from typing import Callable
 
 import pytest
 
-from optbench import book
+from optbench import book, data
 from optbench.cli import main as cli_main
 from optbench.config import RunConfig
 from optbench.data import DatasetUnavailableError
 from optbench.executors import available_cores
 from optbench.runs import run
 from optbench.store import ResultsStore
-from optbench.studies import optimizer_comparison
+from optbench.studies import STUDIES
 from optbench.sweeps import expand_grid, run_sweep
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -63,6 +63,15 @@ class Context:
         (self.root / "profiles" / "bad.yaml").write_text(text)
         book.load_profile("bad", self.root)
 
+    def execute(self, *options: str, notebook: str = "study1_optimizers") -> None:
+        """``optbench execute`` of one notebook with the smoke profile and ``options`` (-p, -f, --output)."""
+        self.cli("execute", "--profile", "smoke", "--notebook", notebook, "--root", str(self.root), *options)
+
+    def parameters_file(self, text: str) -> str:
+        path = self.tmp / "parameters.yaml"
+        path.write_text(text)
+        return str(path)
+
     def study_parameter(self, name: str, value: str) -> None:
         """A profile setting one parameter of the study notebook."""
         self.profile(f"notebooks:\n  study1_optimizers:\n    {name}: {value}\n")
@@ -81,6 +90,11 @@ class Case:
     expected: tuple[str, ...]
     error: type = ValueError
     setup: dict = field(default_factory=dict)  # environment variables
+
+
+#: no network: a proxy that refuses at once, so a download attempt fails fast here and in CI
+NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
 
 
 def _optimizer(name, **hyperparameters):
@@ -139,6 +153,42 @@ CASES = [
     Case("cli: profile with a bad value", lambda ctx: (
         (ctx.root / "profiles" / "bad.yaml").write_text("notebooks:\n  study1_optimizers:\n    num_epochs: -3\n"),
         ctx.cli("check-profile", "--profile", "bad", "--root", str(ctx.root))), ("-3", "> 0"), CommandLineExit),
+    Case("cli: a root without profiles/", lambda ctx: ctx.cli("check-profile", "--profile", "smoke", "--root", "/nonexistent"),
+         ("'/nonexistent'", "profiles/"), CommandLineExit),
+    Case("cli: -p unknown parameter", lambda ctx: ctx.execute("-p", "num_epoch", "3"), ("'num_epoch'", "num_epochs"), CommandLineExit),
+    Case("cli: -p value of the wrong type", lambda ctx: ctx.execute("-p", "num_epochs", "three"), ("'three'", "integer > 0"),
+         CommandLineExit),
+    Case("cli: -p a parameter of another notebook", lambda ctx: ctx.execute("-p", "num_epochs", "3", notebook="methods"),
+         ("'num_epochs'", "study1_optimizers", "no parameter but the profile"), CommandLineExit),
+    Case("cli: -p profile", lambda ctx: ctx.execute("-p", "profile", "paper"), ("'profile'", "--profile"), CommandLineExit),
+    Case("cli: -p value that is not YAML", lambda ctx: ctx.execute("-p", "seeds", "[0, 1"), ("seeds", "'[0, 1'", "not valid YAML"),
+         CommandLineExit),
+    Case("cli: -p number YAML reads as text", lambda ctx: ctx.execute("-p", "uniform_lr", "1e-3"), ("1e-3", "as text", "1.0e-3"),
+         CommandLineExit),
+    Case("cli: -p infinite number", lambda ctx: ctx.execute("-p", "lr_grid", "[0.01, .inf]"), ("lr_grid [0.01, inf]", "finite"),
+         CommandLineExit),
+    Case("cli: -p learning rate out of range", lambda ctx: ctx.execute("-p", "uniform_lr", "-0.1"), ("uniform_lr -0.1", "> 0"),
+         CommandLineExit),
+    Case("cli: -f file that is missing", lambda ctx: ctx.execute("-f", str(ctx.tmp / "nowhere.yaml")), ("nowhere.yaml", "-f"),
+         CommandLineExit),
+    Case("cli: -f file that is a list", lambda ctx: ctx.execute("-f", ctx.parameters_file("- num_epochs\n- 3\n")),
+         ("list", "mapping from parameter name to value"), CommandLineExit),
+    Case("cli: -f file with an unknown parameter", lambda ctx: ctx.execute("-f", ctx.parameters_file("seed: [0, 1]\n")),
+         ("'seed'", "seeds"), CommandLineExit),
+    Case("cli: -f file with a duplicate key", lambda ctx: ctx.execute("-f", ctx.parameters_file("num_epochs: 2\nnum_epochs: 3\n")),
+         ("'num_epochs'", "duplicate", "once"), CommandLineExit),
+    Case("cli: --output for several notebooks", lambda ctx: ctx.cli("execute", "--profile", "smoke", "--root", str(ctx.root),
+                                                                    "--output", str(ctx.tmp / "out.ipynb")),
+         ("out.ipynb", "exactly one --notebook"), CommandLineExit),
+    Case("cli: plan with a bad parameter", lambda ctx: ctx.cli("plan", "--profile", "smoke", "--root", str(ctx.root), "-p", "seeds", "[]"),
+         ("seeds []", "integers >= 0"), CommandLineExit),
+    Case("cli: clean without saying what", lambda ctx: ctx.cli("clean"), ("--stale",), CommandLineExit),
+    # ---- environment variables (checked by check-profile and before any kernel starts) ---------------------
+    *[Case(f"env: OPTBENCH_NUM_THREADS={value} in check-profile", lambda ctx: ctx.cli("check-profile", "--profile", "smoke", "--root", str(ctx.root)),
+           (f"OPTBENCH_NUM_THREADS {value!r}", "integer >= 1"), CommandLineExit, setup={"OPTBENCH_NUM_THREADS": value})
+      for value in ("abc", "0", "-3", "1.5")],
+    Case("env: OPTBENCH_NUM_THREADS before the kernel starts", lambda ctx: ctx.execute(), ("OPTBENCH_NUM_THREADS '1.5'", "integer >= 1"),
+         CommandLineExit, setup={"OPTBENCH_NUM_THREADS": "1.5"}),
     # ---- profile files ------------------------------------------------------------------------------------
     Case("profile: unknown top-level key", lambda ctx: ctx.profile("notebook:\n  study1_optimizers: {}\n"), ("'notebook'", "notebooks")),
     Case("profile: unknown notebook", lambda ctx: ctx.profile("notebooks:\n  study9: {num_epochs: 1}\n"), ("'study9'", "study1_optimizers")),
@@ -151,10 +201,57 @@ CASES = [
     Case("profile: augment not a boolean", lambda ctx: ctx.study_parameter("augment", "'yes'"), ("'yes'", "true or false")),
     Case("profile: validation fraction above 1", lambda ctx: ctx.study_parameter("validation_fraction", "1.5"), ("1.5", "(0, 1)")),
     Case("profile: negative model width", lambda ctx: ctx.study_parameter("model_width", "-0.5"), ("-0.5", "> 0")),
+    Case("profile: study 2's p above 1/2", lambda ctx: ctx.profile("notebooks:\n  study2_padam:\n    p_grid: [0.125, 0.9]\n"),
+         ("p_grid [0.125, 0.9]", "got 0.9", "(0, 1/2]")),
+    Case("profile: infinite lr in the grid", lambda ctx: ctx.study_parameter("lr_grid", "[.inf]"), ("lr_grid [inf]", "finite")),
+    Case("profile: infinite uniform lr", lambda ctx: ctx.study_parameter("uniform_lr", ".inf"), ("uniform_lr inf", "finite")),
+    Case("profile: infinite model width", lambda ctx: ctx.study_parameter("model_width", ".inf"), ("model_width inf", "finite")),
+    Case("profile: NaN validation fraction", lambda ctx: ctx.study_parameter("validation_fraction", ".nan"), ("validation_fraction nan", "finite")),
+    Case("profile: a number YAML reads as text", lambda ctx: ctx.study_parameter("lr_grid", "[1e-3]"), ("['1e-3']", "as text", "1.0e-3")),
+    Case("profile: SGD momentum 2.0", lambda ctx: ctx.study_parameter("hyperparameters", "{sgd: {momentum: 2.0}}"),
+         ("momentum 2.0", "[0, 1)", "'sgd'")),
+    Case("profile: notebooks given as a list", lambda ctx: ctx.profile("notebooks: [study1_optimizers]\n"),
+         ("['study1_optimizers']", "list", "mapping")),
+    Case("profile: a notebook's section given as a list", lambda ctx: ctx.profile("notebooks:\n  study1_optimizers: [num_epochs]\n"),
+         ("['num_epochs']", "mapping")),
+    Case("profile: an empty file", lambda ctx: ctx.profile(""), ("empty", "notebooks:", "study1_optimizers")),
+    Case("profile: no notebooks key", lambda ctx: ctx.profile("description: mine\n"), ("no 'notebooks:' key", "study1_optimizers")),
+    Case("profile: a duplicate key", lambda ctx: ctx.study_parameter("num_epochs", "2\n    num_epochs: 3"),
+         ("duplicate key 'num_epochs'", "line 3", "once")),
+    Case("profile: not YAML", lambda ctx: ctx.profile("notebooks:\n  study1_optimizers: {num_epochs: 2\n"), ("bad.yaml", "not valid YAML")),
     # ---- notebook parameters, as papermill injects them -----------------------------------------------
-    Case("notebook: zero batch size", lambda ctx: optimizer_comparison.validate_parameters({"batch_size": 0}), ("batch_size 0", "> 0")),
-    Case("notebook: negative seed", lambda ctx: optimizer_comparison.validate_parameters({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
-    Case("notebook: Padam's p above 1/2", lambda ctx: optimizer_comparison.validate_parameters({"padam_p": 0.7}), ("p 0.7", "1/2")),
+    Case("notebook: zero batch size", lambda ctx: STUDIES["study1_optimizers"].validate({"batch_size": 0}), ("batch_size 0", "> 0")),
+    Case("notebook: negative seed", lambda ctx: STUDIES["study1_optimizers"].validate({"seeds": [0, -1]}), ("seeds [0, -1]", "got -1", ">= 0")),
+    Case("notebook: Padam's p above 1/2", lambda ctx: STUDIES["study1_optimizers"].validate({"hyperparameters": {"padam": {"p": 0.7}}}),
+         ("p 0.7", "1/2")),
+    Case("notebook: one selection seed", lambda ctx: STUDIES["study1_optimizers"].validate({"selection_seeds": [3]}),
+         ("selection_seeds [3]", "at least two")),
+    Case("notebook: study 2's p outside (0, 1/2]", lambda ctx: STUDIES["study2_padam"].validate({"p_grid": [0.0625, 0.75]}),
+         ("p_grid [0.0625, 0.75]", "got 0.75", "(0, 1/2]")),
+    Case("notebook: study 2's empty p grid", lambda ctx: STUDIES["study2_padam"].validate({"p_grid": []}), ("p_grid []", "non-empty list")),
+    Case("notebook: study 2's empty lr grid", lambda ctx: STUDIES["study2_padam"].validate({"lr_grid": []}), ("lr_grid []", "non-empty list")),
+    Case("notebook: study 2's unknown architecture", lambda ctx: STUDIES["study2_padam"].validate(
+        {"architectures": {"vgg16": {}, "resnet18": {}, "wideresnet": {}, "alexnet": {}}}), ("'alexnet'", "vgg16, resnet18, wideresnet")),
+    Case("notebook: study 2's schedule p above 1/2", lambda ctx: STUDIES["study2_padam"].validate({"schedule_p_final": 0.6}),
+         ("schedule_p_final 0.6", "(0, 1/2]")),
+    Case("notebook: study 3 ablation with an unknown scheduler",
+         lambda ctx: STUDIES["study3_hybrid"].validate({"ablation_schedulers": ["none", "step"]}), ("'step'", "multistep")),
+    Case("notebook: study 3 milestone beyond the epochs", lambda ctx: STUDIES["study3_hybrid"].validate({"schedules": {
+        **STUDIES["study3_hybrid"].settings().schedules, "adasgd": {"scheduler": "multistep", "num_epochs": 200, "milestones": [100, 140, 200]}}}),
+         ("[100, 140, 200]", "adasgd", "from 1 to 199")),
+    Case("notebook: study 3 hessian_every below 1", lambda ctx: STUDIES["study3_hybrid"].validate({"hessian_every": [0]}),
+         ("hessian_every [0]", ">= 1")),
+    Case("notebook: study 4 with one fold", lambda ctx: STUDIES["study4_variance_reduction"].validate({"num_folds": 1}),
+         ("num_folds 1", ">= 2")),
+    Case("notebook: study 4 with an empty grid", lambda ctx: STUDIES["study4_variance_reduction"].validate(
+        {"shallow_grids": {"adam": {"lr": []}, "sgd": {"lr": [0.1]}, "adagrad": {"lr": [0.1]}, "svrg": {"lr": [0.1]},
+                           "storm": {"c": [100], "k": [0.1]}}}), ("shallow_grids['adam']['lr'] []", "empty grid", "non-empty list")),
+    Case("notebook: study 4 with an unknown norm", lambda ctx: STUDIES["study4_variance_reduction"].validate({"metainit_norm": "group"}),
+         ("'group'", "batch, none")),
+    Case("profile: study 4 fold count of 1", lambda ctx: ctx.profile("notebooks:\n  study4_variance_reduction:\n    num_folds: 1\n"),
+         ("study4_variance_reduction", "num_folds 1", ">= 2")),
+    Case("run: a fold without a fold count", lambda ctx: ctx.sweep(fold=1), ("num_folds None", ">= 2")),
+    Case("run: a fold beyond the fold count", lambda ctx: ctx.sweep(num_folds=3, fold=3), ("fold 3", "0 to 2")),
     Case("notebook: profile naming a directory outside the results", lambda ctx: ResultsStore.for_profile("../../etc"),
          ("'../../etc'", "letters, digits")),
     # ---- run settings -------------------------------------------------------------------------------------
@@ -217,16 +314,26 @@ CASES = [
     Case("optimizer: unknown hyperparameter", _optimizer("sgd", learning_rate=0.1), ("'learning_rate'", "lr")),
     Case("optimizer: beta2 at 1.5", _optimizer("adam", betas=[0.9, 1.5]), ("1.5", "[0, 1)")),
     Case("optimizer: a single beta", _optimizer("adam", betas=[0.9]), ("[0.9]", "pair")),
-    Case("optimizer: negative momentum", _optimizer("sgd", momentum=-0.9), ("momentum -0.9", ">= 0")),
+    Case("optimizer: negative momentum", _optimizer("sgd", momentum=-0.9), ("momentum -0.9", "[0, 1)")),
+    Case("optimizer: momentum 1", _optimizer("sgd", momentum=1.0), ("momentum 1.0", "[0, 1)")),
+    Case("optimizer: RMSprop momentum above 1", _optimizer("rmsprop", momentum=1.5), ("momentum 1.5", "[0, 1)", "'rmsprop'")),
+    Case("optimizer: SVRG momentum above 1", _optimizer("svrg", momentum=2.0), ("momentum 2.0", "[0, 1)", "'svrg'")),
+    Case("optimizer: ATMO momentum above 1", _optimizer("atmo", momentum=1.2), ("momentum 1.2", "[0, 1)")),
+    Case("optimizer: infinite learning rate", _optimizer("adam", lr=float("inf")), ("lr inf", "finite")),
+    Case("optimizer: infinite beta", _optimizer("adam", betas=[0.9, float("inf")]), ("betas [0.9, inf]", "finite")),
+    Case("optimizer: NaN weight decay", _optimizer("sgd", weight_decay=float("nan")), ("weight_decay nan", "finite")),
     Case("optimizer: Lookahead k of 0", _optimizer("lookahead", k=0), ("k 0", ">= 1")),
     Case("optimizer: Lookahead around an unknown optimizer", _optimizer("lookahead", inner="adamx"), ("'adamx'", "adam")),
     Case("optimizer: fused given as a string", _optimizer("padam", fused="yes"), ("fused 'yes'", "True or False")),
     # ---- dataset paths ------------------------------------------------------------------------------------
+    Case("data: check-profile with Fashion-MNIST nowhere, download impossible", lambda ctx: (
+        ctx.monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", ctx.tmp / "no-debian-package"),
+        (ctx.root / "profiles" / "bad.yaml").write_text("notebooks:\n  study1_optimizers:\n    dataset: fashion_mnist\n"),
+        ctx.cli("check-profile", "--profile", "bad", "--root", str(ctx.root))),
+         ("'fashion_mnist'", "empty-data", "FashionMNIST/raw/", "OPTBENCH_DATA_DIR"), CommandLineExit, setup=NO_NETWORK),
     Case("data: CIFAR-10 not in the data directory, download impossible", lambda ctx: ctx.sweep(dataset="cifar10", image_size=None),
          ("'cifar10'", "empty-data", "cifar-10-batches-py", "OPTBENCH_DATA_DIR"), DatasetUnavailableError,
-         # no network: a proxy that refuses at once, so the download attempt fails fast here and in CI
-         setup={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                "no_proxy": "", "NO_PROXY": ""}),
+         setup=NO_NETWORK),
 ]
 
 
@@ -244,7 +351,7 @@ def files_under(path: Path) -> list[str]:
 
 def test_the_table_covers_every_kind_of_input():
     kinds = {case.name.split(":")[0] for case in CASES}
-    assert kinds >= {"cli", "profile", "notebook", "run", "optimizer", "data", "store", "executor"}
+    assert kinds >= {"cli", "env", "profile", "notebook", "run", "optimizer", "data", "store", "executor"}
     assert len(CASES) >= 25 and len({case.name for case in CASES}) == len(CASES)
 
 
@@ -270,8 +377,10 @@ def test_bad_input_gives_one_clear_error_before_anything_runs(case, repository_c
     for expected in case.expected:
         assert expected in message, f"{expected!r} not in {message!r}"
     assert "Traceback" not in message
-    # nothing was written: no results, no checkpoints, no locks, no executed notebooks
+    # nothing was written: no results, no checkpoints, no locks, no executed notebooks, no logs, no data
     assert files_under(results) == []
+    if case.name.startswith(("cli", "env", "profile", "notebook")) or "check-profile" in case.name:
+        assert files_under(tmp_path / "empty-data") == [], files_under(tmp_path / "empty-data")
     assert set(files_under(repository_copy)) - set(profiles_before) - {"profiles/bad.yaml"} == set()
     (repository_copy / "profiles" / "bad.yaml").unlink(missing_ok=True)
 

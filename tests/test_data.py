@@ -59,9 +59,15 @@ def test_validation_split_and_kfold_partition_the_examples():
     train, validation = data.validation_split(labels, 0.2, seed=3)
     assert len(validation) == 20 and set(train.tolist()).isdisjoint(validation.tolist())
     assert torch.bincount(labels[validation]).tolist() == [4] * 5
-    folds = data.kfold_splits(100, 4, seed=0)
+    folds = [data.stratified_fold(labels, 4, fold, seed=0) for fold in range(4)]
     held_out = torch.cat([fold[1] for fold in folds]).sort().values
     assert torch.equal(held_out, torch.arange(100))
+    for train_part, held in folds:
+        assert torch.bincount(labels[held]).tolist() == [5] * 5 and set(train_part.tolist()).isdisjoint(held.tolist())
+    with pytest.raises(ValueError, match="invalid num_folds 1"):
+        data.stratified_fold(labels, 1, 0, seed=0)
+    with pytest.raises(ValueError, match="the rarest class has 3 training example"):
+        data.stratified_fold(torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]), 4, 0, seed=0)
 
 
 def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
@@ -73,6 +79,24 @@ def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     fashion = data.load_dataset("fashion_mnist", download=False)
     assert fashion.train_images.shape == (60000, 1, 28, 28) and fashion.test_images.shape == (10000, 1, 28, 28)
     assert fashion.num_classes == 10 and (tmp_path / "FashionMNIST" / "raw").is_dir()
+
+
+def test_checking_that_a_dataset_can_be_had_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path / "data"))
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):  # no network: refused at once
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("NO_PROXY", "")
+    # Debian's package where installed: found without unpacking it into the data directory
+    if data.DEBIAN_FASHION_MNIST.is_dir():
+        data.ensure_available("fashion_mnist")
+    assert not (tmp_path / "data").exists()
+    # elsewhere the check fails before any download or unpacking, and still writes nothing
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    for name in ("fashion_mnist", "cifar10"):
+        with pytest.raises(data.DatasetUnavailableError, match=f"'{name}'.*OPTBENCH_DATA_DIR"):
+            data.ensure_available(name)
+    assert not (tmp_path / "data").exists()
 
 
 def test_missing_dataset_offline_names_dataset_directory_and_remedy(tmp_path, monkeypatch):
@@ -95,3 +119,47 @@ def test_normalized_batches_have_plain_nchw_strides():
     assert batch.stride() == (64, 64, 8, 1)
     augmented = data.normalize(data.augment(digits.train_images[:32], torch.Generator().manual_seed(0)), digits.mean, digits.std)
     assert augmented.stride() == (64, 64, 8, 1)
+
+
+def test_crop_and_flip_takes_each_images_window_of_the_padded_image_and_mirrors_it():
+    images = torch.randint(0, 256, (5, 3, 6, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    offsets = torch.tensor([[0, 4, 2, 1, 3], [4, 0, 2, 3, 1]])
+    flips = torch.tensor([False, True, True, False, True])
+    padded = np.pad(images.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    windows = [padded[i, :, offsets[0, i] : offsets[0, i] + 6, offsets[1, i] : offsets[1, i] + 7] for i in range(5)]
+    cropped = data.crop_and_flip(images, offsets, flips, padding=2)
+    assert cropped.shape == images.shape and cropped.dtype == torch.uint8
+    for i in range(5):
+        expected = windows[i][:, :, ::-1] if flips[i] else windows[i]
+        assert np.array_equal(cropped[i].numpy(), expected)
+    unflipped = data.crop_and_flip(images, offsets, None, padding=2)
+    assert all(np.array_equal(unflipped[i].numpy(), windows[i]) for i in range(5))
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_an_epochs_batches_are_drawn_as_a_batch_by_batch_loop_draws_them(augment):
+    images = data.load_dataset("digits").train_images[:200]
+    loop_generator = torch.Generator().manual_seed(5)
+    expected = []
+    for index in torch.randperm(200, generator=loop_generator).split(32):
+        expected.append((index, data.augment(images[index], loop_generator) if augment else images[index]))
+    generator = torch.Generator().manual_seed(5)
+    batches = data.epoch_batches(200, 32, generator, augment)
+    assert len(batches) == len(expected) == 7
+    for batch, (index, batch_images) in zip(batches, expected):
+        assert torch.equal(batch.index, index)
+        got = images[batch.index] if batch.offsets is None else data.crop_and_flip(images[batch.index], batch.offsets, batch.flips)
+        assert torch.equal(got, batch_images)
+    # the next epoch draws on from the same generator state
+    assert torch.equal(generator.get_state(), loop_generator.get_state())
+
+
+def test_channels_last_inputs_hold_the_same_standardized_values():
+    images = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    mean, std = (0.2, 0.5, 0.7), (0.1, 0.3, 0.2)
+    plain = data.Normalization(mean, std)(images)
+    channels_last = data.Normalization(mean, std, memory_format=torch.channels_last)(images)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last) and plain.is_contiguous()
+    assert torch.equal(plain, channels_last)
+    expected = (images.double() / 255 - torch.tensor(mean).view(1, 3, 1, 1).double()) / torch.tensor(std).view(1, 3, 1, 1).double()
+    assert torch.allclose(plain.double(), expected, atol=1e-5)

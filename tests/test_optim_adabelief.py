@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -13,7 +12,7 @@ from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.adabelief import AdaBelief
 from optbench.protocol import optimizer_step
 
-DTYPE = torch.float64  # trajectories are compared in double precision
+from optim_helpers import DTYPE, round_trip, softplus_loss, softplus_problem
 
 
 def gradient_sequence(shape, steps, seed=0):
@@ -77,18 +76,6 @@ def test_first_steps_match_the_equations(amsgrad, decoupled_weight_decay):
     assert (params[0].detach() - other_decay[-1]).abs().max() > 1e-4
 
 
-def loss_function(theta, data):
-    inputs, targets = data
-    return torch.nn.functional.softplus(inputs @ theta - targets).mean() + 0.05 * (theta**4).sum()
-
-
-def problem(seed=0, dimension=6):
-    generator = torch.Generator().manual_seed(seed)
-    data = (torch.randn(30, dimension, generator=generator, dtype=DTYPE),
-            torch.randn(30, generator=generator, dtype=DTYPE))
-    return torch.randn(dimension, generator=generator, dtype=DTYPE), data
-
-
 @pytest.mark.parametrize("eps", [1e-8, 1e-16])
 @pytest.mark.parametrize("decoupled_weight_decay", [False, True])
 def test_matches_torch_optimizer_adabelief(decoupled_weight_decay, eps):
@@ -97,7 +84,7 @@ def test_matches_torch_optimizer_adabelief(decoupled_weight_decay, eps):
     Its AMSGrad branch adds eps to the running maximum in place at every step (the maximum then grows by
     eps per step), so only amsgrad=False is compared; the AMSGrad branch is checked against the equations.
     """
-    init, data = problem()
+    init, data = softplus_problem()
     settings = dict(lr=0.01, betas=(0.9, 0.999), eps=eps, weight_decay=5e-2)
     ours_theta = init.clone().requires_grad_()
     theirs_theta = init.clone().requires_grad_()
@@ -105,27 +92,20 @@ def test_matches_torch_optimizer_adabelief(decoupled_weight_decay, eps):
     theirs = torch_optimizer.AdaBelief([theirs_theta], amsgrad=False, weight_decouple=decoupled_weight_decay,
                                        fixed_decay=False, rectify=False, **settings)
     for _ in range(30):
-        optimizer_step(ours, lambda: loss_function(ours_theta, data))
-        optimizer_step(theirs, lambda: loss_function(theirs_theta, data))
+        optimizer_step(ours, lambda: softplus_loss(ours_theta, data))
+        optimizer_step(theirs, lambda: softplus_loss(theirs_theta, data))
         torch.testing.assert_close(ours_theta.detach(), theirs_theta.detach(), rtol=1e-12, atol=1e-14)
     assert (ours_theta.detach() - init).abs().max() > 0.1  # it moved: the comparison is not vacuous
 
 
-def round_trip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer)
-
-
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_state_dict_round_trip_continues_identically(amsgrad):
-    init, data = problem(seed=3)
+    init, data = softplus_problem(seed=3)
     settings = dict(lr=0.02, weight_decay=1e-2, amsgrad=amsgrad)
 
     def train(optimizer, theta, steps):
         for _ in range(steps):
-            optimizer_step(optimizer, lambda: loss_function(theta, data))
+            optimizer_step(optimizer, lambda: softplus_loss(theta, data))
 
     theta_full = init.clone().requires_grad_()
     train(AdaBelief([theta_full], **settings), theta_full, 20)

@@ -4,68 +4,27 @@ Hessian schedule and its cost accounting, checkpoints (RNG included), validation
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
 import torch_optimizer
-from torch import nn
 
 from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.adahessian import AdaHessian
 from optbench.protocol import gradient_evaluations_per_step, optimizer_step
+from optbench.verification import record_probes
+
+from optim_helpers import (
+    DTYPE,
+    classification_loss,
+    conv_net,
+    count_hessian_vector_products,
+    image_batches,
+    round_trip,
+    train_classifier,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
-
-DTYPE = torch.float64
-
-
-class ConvNet(nn.Module):
-    """A 3×3 convolution (spatial averaging) and a linear layer (elementwise diagonal)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 3, 3)
-        self.linear = nn.Linear(3 * 3 * 3, 2)
-
-    def forward(self, inputs):
-        return self.linear(torch.tanh(self.conv(inputs)).flatten(1))
-
-
-def conv_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return ConvNet().to(DTYPE)
-
-
-def batches(count: int, seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(6, 2, 5, 5, generator=generator, dtype=DTYPE), torch.randint(0, 2, (6,), generator=generator))
-        for _ in range(count)
-    ]
-
-
-def loss_of(model, inputs, targets):
-    return nn.functional.cross_entropy(model(inputs), targets)
-
-
-def train(model, optimizer, data):
-    for inputs, targets in data:
-        optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
-
-
-def record_probes(optimizer):
-    """Spy on the optimizer's Rademacher draws."""
-    drawn = []
-    sample = optimizer.rademacher_probes
-
-    def recording(params):
-        probes = sample(params)
-        drawn.append([z.clone() for z in probes])
-        return probes
-
-    optimizer.rademacher_probes = recording
-    return drawn
 
 
 @pytest.mark.parametrize("hessian_power, weight_decay", [(1.0, 5e-3), (0.5, 0.0)])
@@ -77,16 +36,16 @@ def test_matches_torch_optimizer_adahessian_with_the_same_probes(monkeypatch, he
     drawn = record_probes(ours)
     randint_like = torch.randint_like
 
-    for inputs, targets in batches(6):
+    for inputs, targets in image_batches(6):
         ours.zero_grad()
-        loss_of(model, inputs, targets).backward(create_graph=True)
+        classification_loss(model, inputs, targets).backward(create_graph=True)
         ours.step()
 
         # torch_optimizer draws 2·randint_like(p, high=2) − 1 per parameter: hand it our probes instead
         queue = [(z + 1) / 2 for z in drawn[-1]]
         monkeypatch.setattr(torch, "randint_like", lambda p, **kwargs: queue.pop(0))
         reference.zero_grad()
-        loss_of(reference_model, inputs, targets).backward(create_graph=True)
+        classification_loss(reference_model, inputs, targets).backward(create_graph=True)
         reference.step()
         monkeypatch.setattr(torch, "randint_like", randint_like)
         assert not queue
@@ -189,19 +148,12 @@ def test_rademacher_probes_take_both_signs_equally_often():
 def test_hessian_every_takes_fewer_hessian_vector_products_and_the_loop_counts_them(monkeypatch, every):
     model = conv_net()
     optimizer = AdaHessian(model.parameters(), hessian_every=every, seed=0)
-    calls = []
-    grad = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls.append(1)
-        return grad(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    calls = count_hessian_vector_products(monkeypatch)
     steps, counted, graphs = 12, 0, []
     diagonals = []
-    for inputs, targets in batches(steps):
+    for inputs, targets in image_batches(steps):
         graphs.append(optimizer.create_graph)
-        optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
+        optimizer_step(optimizer, lambda: classification_loss(model, inputs, targets), model)
         counted += gradient_evaluations_per_step(optimizer)  # what the training loop adds after each step
         diagonals.append(optimizer.state[model.conv.weight]["hessian_diagonal"].clone())
     assert len(calls) == steps // every
@@ -217,34 +169,27 @@ def test_hessian_every_takes_fewer_hessian_vector_products_and_the_loop_counts_t
 def test_a_due_estimate_without_the_graph_raises():
     model = conv_net()
     optimizer = AdaHessian(model.parameters())
-    inputs, targets = batches(1)[0]
-    loss_of(model, inputs, targets).backward()
+    inputs, targets = image_batches(1)[0]
+    classification_loss(model, inputs, targets).backward()
     with pytest.raises(RuntimeError, match="create_graph=True"):
         optimizer.step()
 
 
-def roundtrip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
-
-
 def test_state_dict_round_trip_continues_identically_with_the_rng():
-    data = batches(9)
+    data = image_batches(9)
     model = conv_net()
     optimizer = AdaHessian(model.parameters(), hessian_every=2, seed=5)
-    train(model, optimizer, data[:3])  # the next step reuses the diagonal, the one after draws a probe
+    train_classifier(model, optimizer, data[:3])  # the next step reuses the diagonal, the one after draws a probe
 
     resumed_model = copy.deepcopy(model)
     resumed = AdaHessian(resumed_model.parameters(), hessian_every=2, seed=99)
-    resumed.load_state_dict(roundtrip(optimizer.state_dict()))
+    resumed.load_state_dict(round_trip(optimizer.state_dict()))
     assert resumed.gradient_evaluations_per_step == optimizer.gradient_evaluations_per_step
     assert resumed.create_graph == optimizer.create_graph is False
 
     ours, theirs = record_probes(optimizer), record_probes(resumed)
-    train(model, optimizer, data[3:])
-    train(resumed_model, resumed, data[3:])
+    train_classifier(model, optimizer, data[3:])
+    train_classifier(resumed_model, resumed, data[3:])
     assert len(ours) == len(theirs) == 3
     for first, second in zip(ours, theirs):
         for a, b in zip(first, second):
@@ -254,11 +199,11 @@ def test_state_dict_round_trip_continues_identically_with_the_rng():
 
 
 def test_seed_makes_runs_reproducible_and_none_follows_torch_manual_seed():
-    data = batches(3)
+    data = image_batches(3)
     runs = []
     for seed in (4, 4, 5):
         model = conv_net()
-        train(model, AdaHessian(model.parameters(), seed=seed), data)
+        train_classifier(model, AdaHessian(model.parameters(), seed=seed), data)
         runs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
@@ -272,11 +217,11 @@ def test_seed_makes_runs_reproducible_and_none_follows_torch_manual_seed():
 def test_converges_on_a_small_classification_problem():
     model = conv_net()
     optimizer = make_optimizer("adahessian", model.parameters(), lr=0.05)
-    inputs, targets = batches(1, seed=4)[0]
-    initial = loss_of(model, inputs, targets).item()
+    inputs, targets = image_batches(1, seed=4)[0]
+    initial = classification_loss(model, inputs, targets).item()
     for _ in range(25):
-        optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
-    assert loss_of(model, inputs, targets).item() < 0.2 * initial
+        optimizer_step(optimizer, lambda: classification_loss(model, inputs, targets), model)
+    assert classification_loss(model, inputs, targets).item() < 0.2 * initial
 
 
 def test_registered_defaults():

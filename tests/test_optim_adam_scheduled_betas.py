@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -12,7 +11,7 @@ from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.adam_scheduled_betas import AdamScheduledBetas
 from optbench.protocol import call_epoch_hook, optimizer_step
 
-DTYPE = torch.float64  # trajectories are compared in double precision
+from optim_helpers import DTYPE, round_trip, softplus_loss, softplus_problem
 
 
 def scheduled_adam_reference(theta, grads_by_epoch, lr, betas, eps, weight_decay):
@@ -59,22 +58,10 @@ def test_steps_over_several_epochs_match_the_equations():
     )
 
 
-def loss_function(theta, data):
-    inputs, targets = data
-    return torch.nn.functional.softplus(inputs @ theta - targets).mean() + 0.05 * (theta**4).sum()
-
-
-def problem(seed=0, dimension=6):
-    generator = torch.Generator().manual_seed(seed)
-    data = (torch.randn(30, dimension, generator=generator, dtype=DTYPE),
-            torch.randn(30, generator=generator, dtype=DTYPE))
-    return torch.randn(dimension, generator=generator, dtype=DTYPE), data
-
-
 @pytest.mark.parametrize("call_hook", [False, True])
 def test_first_epoch_is_torch_adam(call_hook):
     """Epoch 0 scales the betas by e^0 = 1, and the products of constant betas are β^t: plain Adam."""
-    init, data = problem()
+    init, data = softplus_problem()
     settings = dict(lr=0.02, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
     ours_theta = init.clone().requires_grad_()
     adam_theta = init.clone().requires_grad_()
@@ -83,8 +70,8 @@ def test_first_epoch_is_torch_adam(call_hook):
     if call_hook:
         call_epoch_hook(ours, 0, 10)
     for _ in range(25):
-        optimizer_step(ours, lambda: loss_function(ours_theta, data))
-        optimizer_step(adam, lambda: loss_function(adam_theta, data))
+        optimizer_step(ours, lambda: softplus_loss(ours_theta, data))
+        optimizer_step(adam, lambda: softplus_loss(adam_theta, data))
         torch.testing.assert_close(ours_theta.detach(), adam_theta.detach(), rtol=1e-12, atol=1e-14)
     assert (ours_theta.detach() - init).abs().max() > 0.1
 
@@ -116,15 +103,8 @@ def test_bias_correction_stays_exact_when_the_betas_change():
     assert (naive - g).abs().max() > 1e-3 * g.abs().max()
 
 
-def round_trip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer)
-
-
 def test_state_dict_round_trip_restores_epoch_and_beta_products():
-    init, data = problem(seed=2)
+    init, data = softplus_problem(seed=2)
     num_epochs, steps_per_epoch = 4, 4
 
     def train(optimizer, theta, start_epoch, start_step, stop_epoch, stop_step):
@@ -137,7 +117,7 @@ def test_state_dict_round_trip_restores_epoch_and_beta_products():
                     continue
                 if (epoch, step) >= (stop_epoch, stop_step):
                     return
-                optimizer_step(optimizer, lambda: loss_function(theta, data))
+                optimizer_step(optimizer, lambda: softplus_loss(theta, data))
 
     theta_full = init.clone().requires_grad_()
     train(AdamScheduledBetas([theta_full], lr=0.02), theta_full, 0, 0, num_epochs, 0)

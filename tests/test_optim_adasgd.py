@@ -4,87 +4,49 @@ cost accounting, checkpoints (RNG included), validation."""
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
-from torch import nn
 
 from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.adahessian import AdaHessian
 from optbench.optim.adasgd import AdaSGD
 from optbench.protocol import call_epoch_hook, gradient_evaluations_per_step, optimizer_step
 
+from optim_helpers import (
+    DTYPE,
+    classification_loss,
+    conv_net,
+    count_hessian_vector_products,
+    image_batches,
+    round_trip,
+    train_classifier,
+)
+
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
-
-DTYPE = torch.float64
-
-
-class ConvNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 3, 3)
-        self.linear = nn.Linear(3 * 3 * 3, 2)
-
-    def forward(self, inputs):
-        return self.linear(torch.tanh(self.conv(inputs)).flatten(1))
-
-
-def conv_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return ConvNet().to(DTYPE)
-
-
-def batches(count: int, seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(6, 2, 5, 5, generator=generator, dtype=DTYPE), torch.randint(0, 2, (6,), generator=generator))
-        for _ in range(count)
-    ]
-
-
-def loss_of(model, inputs, targets):
-    return nn.functional.cross_entropy(model(inputs), targets)
-
-
-def train(model, optimizer, data):
-    for inputs, targets in data:
-        optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
-
-
-def count_hessian_vector_products(monkeypatch):
-    calls = []
-    grad = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls.append(1)
-        return grad(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-    return calls
 
 
 def test_adaptive_limit_is_adahessian():
-    data = batches(6)
+    data = image_batches(6)
     model, reference_model = conv_net(), conv_net()
     common = dict(lr=0.05, betas=(0.9, 0.99), eps=1e-4, weight_decay=0.01, hessian_power=1.0, seed=3)
     ours = AdaSGD(model.parameters(), momentum=0.9, dynamic_weights=False, sgd_weight=0.0, adam_weight=1.0, **common)
-    train(model, ours, data)
-    train(reference_model, AdaHessian(reference_model.parameters(), **common), data)
+    train_classifier(model, ours, data)
+    train_classifier(reference_model, AdaHessian(reference_model.parameters(), **common), data)
     for a, b in zip(model.parameters(), reference_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_sgd_limit_is_torch_sgd_and_takes_no_hessian_vector_product(monkeypatch):
     calls = count_hessian_vector_products(monkeypatch)
-    data = batches(8)
+    data = image_batches(8)
     model, reference_model = conv_net(), conv_net()
     ours = AdaSGD(model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01, dynamic_weights=False,
                   sgd_weight=1.0, adam_weight=0.0)
     assert ours.create_graph is False and ours.gradient_evaluations_per_step == 1
-    train(model, ours, data)
-    train(reference_model, torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01),
-          data)
+    train_classifier(model, ours, data)
+    reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01)
+    train_classifier(reference_model, reference, data)
     assert calls == []
     assert gradient_evaluations_per_step(ours) == 1
     for a, b in zip(model.parameters(), reference_model.parameters()):
@@ -131,7 +93,7 @@ def test_mixed_steps_match_the_equations():
 
 def test_dynamic_weights_by_default_and_pure_sgd_after_the_horizon(monkeypatch):
     calls = count_hessian_vector_products(monkeypatch)
-    data = batches(6)
+    data = image_batches(6)
     model = conv_net()
     optimizer = make_optimizer("adasgd", model.parameters(), dynamic_epochs=2)
     group = optimizer.param_groups[0]
@@ -142,7 +104,7 @@ def test_dynamic_weights_by_default_and_pure_sgd_after_the_horizon(monkeypatch):
         assert group["adam_weight"] == pytest.approx(max(0.0, 1 - epoch / 2))
         assert optimizer.create_graph is (epoch < 2)
         for inputs, targets in data[2 * epoch: 2 * epoch + 2]:
-            optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
+            optimizer_step(optimizer, lambda: classification_loss(model, inputs, targets), model)
             evaluations.append(gradient_evaluations_per_step(optimizer))
     assert evaluations == [2, 2, 2, 2, 1, 1]
     assert len(calls) == 4
@@ -153,29 +115,26 @@ def test_hessian_every_is_counted_by_the_loop(monkeypatch):
     model = conv_net()
     optimizer = AdaSGD(model.parameters(), hessian_every=3, dynamic_weights=False)
     counted = 0
-    for inputs, targets in batches(9):
-        optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
+    for inputs, targets in image_batches(9):
+        optimizer_step(optimizer, lambda: classification_loss(model, inputs, targets), model)
         counted += gradient_evaluations_per_step(optimizer)
     assert len(calls) == 3
     assert counted == 9 + 3
 
 
 def test_state_dict_round_trip_continues_identically():
-    data = batches(8)
+    data = image_batches(8)
     model = conv_net()
     optimizer = AdaSGD(model.parameters(), hessian_every=2, dynamic_epochs=4, seed=1)
     call_epoch_hook(optimizer, 1, 10)
-    train(model, optimizer, data[:3])
+    train_classifier(model, optimizer, data[:3])
 
     resumed_model = copy.deepcopy(model)
     resumed = AdaSGD(resumed_model.parameters(), hessian_every=2, dynamic_epochs=4, seed=2)
-    buffer = io.BytesIO()
-    torch.save(optimizer.state_dict(), buffer)
-    buffer.seek(0)
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    resumed.load_state_dict(round_trip(optimizer.state_dict()))
     assert resumed.param_groups[0]["adam_weight"] == pytest.approx(0.75)
-    train(model, optimizer, data[3:])
-    train(resumed_model, resumed, data[3:])
+    train_classifier(model, optimizer, data[3:])
+    train_classifier(resumed_model, resumed, data[3:])
     for a, b in zip(model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
 
@@ -183,13 +142,13 @@ def test_state_dict_round_trip_continues_identically():
 def test_converges_on_a_small_classification_problem():
     model = conv_net()
     optimizer = make_optimizer("adasgd", model.parameters(), lr=0.05)
-    inputs, targets = batches(1, seed=4)[0]
-    initial = loss_of(model, inputs, targets).item()
+    inputs, targets = image_batches(1, seed=4)[0]
+    initial = classification_loss(model, inputs, targets).item()
     for epoch in range(5):
         call_epoch_hook(optimizer, epoch, 5)
         for _ in range(6):
-            optimizer_step(optimizer, lambda: loss_of(model, inputs, targets), model)
-    assert loss_of(model, inputs, targets).item() < 0.2 * initial
+            optimizer_step(optimizer, lambda: classification_loss(model, inputs, targets), model)
+    assert classification_loss(model, inputs, targets).item() < 0.2 * initial
 
 
 def test_registered_defaults():

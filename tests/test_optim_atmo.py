@@ -3,48 +3,34 @@
 from __future__ import annotations
 
 import copy
-import io
 import math
 
 import pytest
 import torch
-from torch import nn
 
 from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.atmo import ATMO
 from optbench.protocol import call_epoch_hook, optimizer_step
 
-DTYPE = torch.float64
+from optim_helpers import (
+    DTYPE,
+    assert_same_parameters,
+    regression_batches,
+    round_trip,
+    run_with_gradients,
+    tiny_model,
+    train,
+)
 
 
-def tiny_model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).to(DTYPE)
+def reference_adam_sgd_weighted(thetas, grads, *, lr, momentum, betas, eps, weight_decay, sgd_weight,
+                                adam_weight, amsgrad=False, weights_per_step=None):
+    """The authors' AdamSGDWeighted (nicolalandro/Padam, MAS/adam_sgd_mix.py) transcribed on plain tensors,
+    parameter by parameter as that class loops: torch's Adam step mixed with torch's SGD momentum.
 
-
-def batches(count: int, seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(8, 4, generator=generator, dtype=DTYPE), torch.randn(8, 2, generator=generator, dtype=DTYPE))
-        for _ in range(count)
-    ]
-
-
-def train(model, optimizer, data, before_step=None):
-    for index, (inputs, targets) in enumerate(data):
-        if before_step is not None:
-            before_step(index)
-        optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
-
-
-def assert_same_parameters(first: nn.Module, second: nn.Module, rtol=1e-12, atol=1e-14):
-    for a, b in zip(first.parameters(), second.parameters()):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
-
-
-def reference_atmo(thetas, grads, *, lr, momentum, betas, eps, weight_decay, sgd_weight, adam_weight, p=0.5,
-                   amsgrad=False):
-    """The published update written out on plain tensors, one list of gradients per step."""
+    One list of gradients per step; ``weights_per_step`` (optional) gives (λ_S, λ_A) for each step, as the
+    authors' MASScheduler sets them. Returns the parameters after each step.
+    """
     beta1, beta2 = betas
     thetas = [t.clone() for t in thetas]
     buffers = [None] * len(thetas)
@@ -53,32 +39,24 @@ def reference_atmo(thetas, grads, *, lr, momentum, betas, eps, weight_decay, sgd
     v_max = [torch.zeros_like(t) for t in thetas]
     trajectory = []
     for t, step_grads in enumerate(grads, start=1):
+        if weights_per_step is not None:
+            sgd_weight, adam_weight = weights_per_step[t - 1]
         new = []
         for i, (theta, g) in enumerate(zip(thetas, step_grads)):
             g = g + weight_decay * theta
-            buffers[i] = g.clone() if buffers[i] is None else momentum * buffers[i] + g
+            # Adam branch: bias corrections as torch.optim.Adam places them
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             v_max[i] = torch.maximum(v_max[i], v[i])
             second = v_max[i] if amsgrad else v[i]
-            adam_direction = m[i] / (second.sqrt() + eps) ** (2 * p)
-            adam_step = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+            adam_direction = m[i] / (second.sqrt() / math.sqrt(1 - beta2**t) + eps)
+            adam_step = lr / (1 - beta1**t)
+            # SGD branch: torch.optim.SGD's buffer, first buf = g
+            buffers[i] = g.clone() if buffers[i] is None else momentum * buffers[i] + g
             merged_lr = sgd_weight * lr + adam_weight * adam_step
             new.append(theta - merged_lr * (sgd_weight * buffers[i] + adam_weight * adam_direction))
         thetas = new
         trajectory.append([t.clone() for t in thetas])
-    return trajectory
-
-
-def run_with_given_gradients(optimizer_class, thetas, grads, **hyperparameters):
-    params = [t.clone().requires_grad_() for t in thetas]
-    optimizer = optimizer_class(params, **hyperparameters)
-    trajectory = []
-    for step_grads in grads:
-        for param, g in zip(params, step_grads):
-            param.grad = g.clone()
-        optimizer.step()
-        trajectory.append([p.detach().clone() for p in params])
     return trajectory
 
 
@@ -91,13 +69,16 @@ def random_problem(seed=0, steps=4):
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
-@pytest.mark.parametrize("sgd_weight, adam_weight", [(0.5, 0.5), (0.3, 0.9)])
-def test_first_steps_match_the_equations(sgd_weight, adam_weight, fused):
-    thetas, grads = random_problem()
-    hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01,
-                           sgd_weight=sgd_weight, adam_weight=adam_weight)
-    ours = run_with_given_gradients(ATMO, thetas, grads, fused=fused, **hyperparameters)
-    expected = reference_atmo(thetas, grads, **hyperparameters)
+@pytest.mark.parametrize("sgd_weight, adam_weight, amsgrad", [(0.5, 0.5, False), (0.3, 0.9, False), (0.5, 0.5, True)])
+def test_first_steps_match_the_authors_update(sgd_weight, adam_weight, amsgrad, fused):
+    thetas, grads = random_problem(steps=6)
+    # shrinking gradients make v decrease, so the AMSGrad max matters
+    grads = [[g / (1 + 3 * k) for g in step_grads] for k, step_grads in enumerate(grads)]
+    hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.01,
+                           sgd_weight=sgd_weight, adam_weight=adam_weight, amsgrad=amsgrad)
+    params = [t.clone().requires_grad_() for t in thetas]
+    ours = run_with_gradients(ATMO(params, fused=fused, **hyperparameters), params, grads)
+    expected = reference_adam_sgd_weighted(thetas, grads, **hyperparameters)
     for step_ours, step_expected in zip(ours, expected):
         for a, b in zip(step_ours, step_expected):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
@@ -107,7 +88,7 @@ def test_sgd_limit_is_torch_sgd_with_momentum():
     model, reference_model = tiny_model(), tiny_model()
     ours = ATMO(model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01, sgd_weight=1.0, adam_weight=0.0)
     reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.8, weight_decay=0.01)
-    data = batches(12)
+    data = regression_batches(12)
     train(model, ours, data)
     train(reference_model, reference, data)
     assert_same_parameters(model, reference_model)
@@ -125,41 +106,43 @@ def test_sgd_limit_follows_a_momentum_schedule_like_torch_sgd():
     def set_momentum(optimizer):
         return lambda index: optimizer.param_groups[0].update(momentum=schedule[index])
 
-    data = batches(len(schedule))
+    data = regression_batches(len(schedule))
     train(model, ours, data, before_step=set_momentum(ours))
     train(reference_model, reference, data, before_step=set_momentum(reference))
     assert_same_parameters(model, reference_model)
 
 
-def test_adam_limit_is_torch_adam():
-    """ATMO's Adam branch puts eps outside the bias correction: (sqrt(v) + eps)·sqrt(bc2) against torch's
-    sqrt(v) + eps·sqrt(bc2). Giving torch.optim.Adam eps/sqrt(bc2) at every step makes them the same map."""
-    eps, betas = 1e-3, (0.9, 0.99)
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+def test_one_step_on_a_linear_loss_is_the_authors_number(fused):
+    """θ = 1, loss θ (g = 1), lr 0.01, μ 0.95, weights 1/2, no decay. By hand: m = 0.1, v = 0.001, bc1 = 0.1,
+    bc2 = 0.001, so d_A = 0.1/(1 + 1e-8), η_A = 0.1 and θ moves by (0.005 + 0.05)·(0.5 + 0.05) = 0.030250.
+    Padam's placement of the bias corrections gives 0.013696 (see test_optim_padam_sgd)."""
+    theta = torch.ones((), dtype=DTYPE, requires_grad=True)
+    optimizer = ATMO([theta], lr=0.01, momentum=0.95, weight_decay=0.0, sgd_weight=0.5, adam_weight=0.5,
+                     fused=fused)
+    theta.grad = torch.ones((), dtype=DTYPE)
+    optimizer.step()
+    assert theta.item() - 1.0 == pytest.approx(-0.030250, abs=5e-7)
+    # the transcription gives the same number, so its other checks compare against the right update
+    expected = reference_adam_sgd_weighted([torch.ones((), dtype=DTYPE)], [[torch.ones((), dtype=DTYPE)]], lr=0.01,
+                                           momentum=0.95, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                                           sgd_weight=0.5, adam_weight=0.5)
+    torch.testing.assert_close(theta.detach(), expected[0][0], rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_limit_is_torch_adam(amsgrad):
+    """λ_A = 1: the authors' Adam branch is torch.optim.Adam's step, eps included."""
+    betas = (0.9, 0.99)
     model, reference_model = tiny_model(), tiny_model()
-    ours = ATMO(model.parameters(), lr=0.01, betas=betas, eps=eps, weight_decay=0.02, sgd_weight=0.0,
-                adam_weight=1.0)
-    reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, betas=betas, eps=eps, weight_decay=0.02,
-                                 foreach=False)
-
-    def set_reference_eps(index):
-        reference.param_groups[0]["eps"] = eps / math.sqrt(1 - betas[1] ** (index + 1))
-
-    data = batches(15)
-    train(model, ours, data)
-    train(reference_model, reference, data, before_step=set_reference_eps)
-    assert_same_parameters(model, reference_model)
-
-
-def test_adam_limit_with_plain_eps_differs_from_torch_adam():
-    """The eps placement is real: with torch's constant eps the trajectories part (guards the test above)."""
-    model, reference_model = tiny_model(), tiny_model()
-    ours = ATMO(model.parameters(), lr=0.01, eps=1e-2, weight_decay=0.0, sgd_weight=0.0, adam_weight=1.0)
-    reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, eps=1e-2)
-    data = batches(3)
+    ours = ATMO(model.parameters(), lr=0.01, betas=betas, eps=1e-3, weight_decay=0.02, sgd_weight=0.0,
+                adam_weight=1.0, amsgrad=amsgrad)
+    reference = torch.optim.Adam(reference_model.parameters(), lr=0.01, betas=betas, eps=1e-3, weight_decay=0.02,
+                                 amsgrad=amsgrad, foreach=False)
+    data = regression_batches(15)
     train(model, ours, data)
     train(reference_model, reference, data)
-    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference_model.parameters()))
-    assert difference > 1e-6
+    assert_same_parameters(model, reference_model)
 
 
 def test_dynamic_weights_follow_one_minus_epoch_over_horizon():
@@ -187,47 +170,29 @@ def test_constant_weights_ignore_the_epoch_hook():
     assert (optimizer.param_groups[0]["sgd_weight"], optimizer.param_groups[0]["adam_weight"]) == (0.2, 0.7)
 
 
-def test_dynamic_run_matches_the_equations_epoch_by_epoch():
-    """Two epochs of two steps, E = 2: the weights the update uses are those of the current epoch."""
-    thetas, grads = random_problem(seed=3, steps=4)
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+def test_dynamic_run_matches_the_authors_update_epoch_by_epoch(fused):
+    """Three epochs of two steps, E = 2: the weights each step uses are those the authors' MASScheduler
+    has set for the current epoch, (0, 1), then (1/2, 1/2), then pure SGD momentum (1, 0)."""
+    thetas, grads = random_problem(seed=3, steps=6)
     params = [t.clone().requires_grad_() for t in thetas]
     hyperparameters = dict(lr=0.05, momentum=0.9, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01)
-    optimizer = ATMO(params, dynamic_weights=True, dynamic_epochs=2, **hyperparameters)
+    optimizer = ATMO(params, dynamic_weights=True, dynamic_epochs=2, fused=fused, **hyperparameters)
     for step, step_grads in enumerate(grads):
         if step % 2 == 0:
             optimizer.on_epoch_start(step // 2, 10)
         for param, g in zip(params, step_grads):
             param.grad = g.clone()
         optimizer.step()
-    # reference: epoch 0 weights (0, 1) for steps 1–2, epoch 1 weights (0.5, 0.5) for steps 3–4
-    beta1, beta2 = hyperparameters["betas"]
-    expected = []
-    for i, theta in enumerate(thetas):
-        buffer, m, v = None, torch.zeros_like(theta), torch.zeros_like(theta)
-        for t in range(1, 5):
-            sgd_weight, adam_weight = (0.0, 1.0) if t <= 2 else (0.5, 0.5)
-            g = grads[t - 1][i] + 0.01 * theta
-            buffer = g.clone() if buffer is None else 0.9 * buffer + g
-            m = beta1 * m + (1 - beta1) * g
-            v = beta2 * v + (1 - beta2) * g * g
-            adam_step = 0.05 * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-            theta = theta - (sgd_weight * 0.05 + adam_weight * adam_step) * (
-                sgd_weight * buffer + adam_weight * m / (v.sqrt() + 1e-3)
-            )
-        expected.append(theta)
+    weights = [(0.0, 1.0)] * 2 + [(0.5, 0.5)] * 2 + [(1.0, 0.0)] * 2
+    expected = reference_adam_sgd_weighted(thetas, grads, sgd_weight=None, adam_weight=None,
+                                           weights_per_step=weights, **hyperparameters)[-1]
     for param, theta in zip(params, expected):
         torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-14)
 
 
-def roundtrip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
-
-
 def test_state_dict_restores_weights_and_continuation():
-    data = batches(10)
+    data = regression_batches(10)
     model = tiny_model()
     optimizer = ATMO(model.parameters(), dynamic_weights=True)
     call_epoch_hook(optimizer, 3, 10)
@@ -235,7 +200,7 @@ def test_state_dict_restores_weights_and_continuation():
 
     resumed_model = copy.deepcopy(model)
     resumed = ATMO(resumed_model.parameters(), dynamic_weights=True)
-    resumed.load_state_dict(roundtrip(optimizer.state_dict()))
+    resumed.load_state_dict(round_trip(optimizer.state_dict()))
     assert resumed.param_groups[0]["adam_weight"] == pytest.approx(0.7)
     assert resumed.param_groups[0]["sgd_weight"] == pytest.approx(0.3)
 
@@ -255,8 +220,8 @@ def test_parameters_that_missed_steps_keep_their_own_bias_correction():
     for param, g in zip(params, grads[1]):
         param.grad = g.clone()
     optimizer.step()
-    expected_first = reference_atmo([thetas[0]], [[grads[0][0]], [grads[1][0]]], **hyperparameters)[-1][0]
-    expected_second = reference_atmo([thetas[1]], [[grads[1][1]]], **hyperparameters)[-1][0]
+    expected_first = reference_adam_sgd_weighted([thetas[0]], [[grads[0][0]], [grads[1][0]]], **hyperparameters)[-1][0]
+    expected_second = reference_adam_sgd_weighted([thetas[1]], [[grads[1][1]]], **hyperparameters)[-1][0]
     torch.testing.assert_close(params[0].detach(), expected_first, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(params[1].detach(), expected_second, rtol=1e-12, atol=1e-14)
 
@@ -283,7 +248,7 @@ def test_registered_defaults():
     optimizer = make_optimizer("atmo", tiny_model().parameters())
     assert isinstance(optimizer, ATMO)
     group = optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"], group["p"], group["amsgrad"]) == (0.01, 0.95, 0.5, False)
+    assert (group["lr"], group["momentum"], group["amsgrad"], group["fused"]) == (0.01, 0.95, False, False)
 
 
 @pytest.mark.parametrize(
@@ -302,6 +267,7 @@ def test_registered_defaults():
         ({"dynamic_weights": "yes"}, "dynamic_weights"),
         ({"dynamic_epochs": 0}, "dynamic_epochs"),
         ({"dynamic_epochs": 2.5}, "dynamic_epochs"),
+        ({"amsgrad": 1}, "amsgrad"),
     ],
 )
 def test_invalid_hyperparameters_raise(hyperparameters, name):

@@ -13,33 +13,7 @@ from optbench.optim._moments import square_root_count
 from optbench.optim import make_optimizer
 from optbench.protocol import call_epoch_hook, optimizer_step
 
-DTYPE = torch.float64
-
-
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).to(DTYPE)
-
-
-def batches(count: int):
-    generator = torch.Generator().manual_seed(1)
-    return [
-        (torch.randn(8, 4, generator=generator, dtype=DTYPE), torch.randn(8, 2, generator=generator, dtype=DTYPE))
-        for _ in range(count)
-    ]
-
-
-def train(model, optimizer, data, *, epochs=1, scheduler=None):
-    for epoch in range(epochs):
-        call_epoch_hook(optimizer, epoch, epochs)
-        for inputs, targets in data:
-            optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
-            if scheduler is not None:
-                scheduler.step()
-
-
-def flat_parameters(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+from optim_helpers import DTYPE, flat_parameters, regression_batches, tiny_model, train
 
 
 def compiled_graphs() -> int:
@@ -58,21 +32,23 @@ def compiled_graphs() -> int:
     ],
 )
 def test_fused_training_follows_the_foreach_trajectory(name, hyperparameters):
-    data = batches(5)
+    data = regression_batches(5)
     final = {}
     for fused in (False, True):
-        model = tiny_model()
+        model = tiny_model(hidden=6)
         optimizer = make_optimizer(name, model.parameters(), fused=fused, **hyperparameters)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
-        train(model, optimizer, data, epochs=4, scheduler=scheduler)
+        for epoch in range(4):
+            call_epoch_hook(optimizer, epoch, 4)
+            train(model, optimizer, data, after_step=scheduler.step)
         final[fused] = flat_parameters(model)
-    moved = (final[False] - flat_parameters(tiny_model())).abs().max()
+    moved = (final[False] - flat_parameters(tiny_model(hidden=6))).abs().max()
     assert moved > 1e-3  # the runs went somewhere, so agreement means something
     torch.testing.assert_close(final[True], final[False], rtol=1e-12, atol=1e-13)
 
 
 def test_moving_step_sizes_and_weights_do_not_recompile():
-    model = tiny_model()
+    model = tiny_model(hidden=6)
     optimizer = make_optimizer("padam_sgd", model.parameters(), fused=True, dynamic_weights=True,
                                dynamic_epochs=10)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
@@ -80,7 +56,7 @@ def test_moving_step_sizes_and_weights_do_not_recompile():
     for epoch in range(6):
         call_epoch_hook(optimizer, epoch, 10)  # new mixing weights every epoch
         weights_seen.add(optimizer.param_groups[0]["adam_weight"])
-        for inputs, targets in batches(3):  # new lr and bias corrections every step
+        for inputs, targets in regression_batches(3):  # new lr and bias corrections every step
             optimizer_step(optimizer, lambda: ((model(inputs) - targets) ** 2).mean(), model)
             scheduler.step()
         if epoch == 0:
@@ -91,12 +67,12 @@ def test_moving_step_sizes_and_weights_do_not_recompile():
 
 @pytest.mark.parametrize("name", ["padam", "padam_sgd"])
 def test_checkpoints_move_between_fused_and_foreach(name):
-    data = batches(6)
-    model = tiny_model()
+    data = regression_batches(6)
+    model = tiny_model(hidden=6)
     uninterrupted = make_optimizer(name, model.parameters(), fused=True)
     train(model, uninterrupted, data)
 
-    resumed_model = tiny_model()
+    resumed_model = tiny_model(hidden=6)
     first = make_optimizer(name, resumed_model.parameters(), fused=True)
     train(resumed_model, first, data[:3])
     second = make_optimizer(name, resumed_model.parameters(), fused=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from optbench.protocol import (
     take_snapshot_if_needed,
 )
 
-DTYPE = torch.float64  # trajectories are compared in double precision
+from optim_helpers import DTYPE, round_trip, softplus_loss, softplus_problem
 
 
 def lookahead_sgd_reference(theta, grads, lr, k, alpha):
@@ -57,27 +56,15 @@ def test_steps_match_the_equations_around_sgd(k, alpha):
     assert (theta.detach() - plain).abs().max() > 1e-3
 
 
-def loss_function(theta, data):
-    inputs, targets = data
-    return torch.nn.functional.softplus(inputs @ theta - targets).mean() + 0.05 * (theta**4).sum()
-
-
-def problem(seed=0, dimension=6):
-    generator = torch.Generator().manual_seed(seed)
-    data = (torch.randn(30, dimension, generator=generator, dtype=DTYPE),
-            torch.randn(30, generator=generator, dtype=DTYPE))
-    return torch.randn(dimension, generator=generator, dtype=DTYPE), data
-
-
 def test_alpha_one_is_the_inner_optimizer():
-    init, data = problem()
+    init, data = softplus_problem()
     wrapped_theta = init.clone().requires_grad_()
     plain_theta = init.clone().requires_grad_()
     wrapped = Lookahead(torch.optim.Adam([wrapped_theta], lr=0.05), k=2, alpha=1.0)
     plain = torch.optim.Adam([plain_theta], lr=0.05)
     for _ in range(9):
-        optimizer_step(wrapped, lambda: loss_function(wrapped_theta, data))
-        optimizer_step(plain, lambda: loss_function(plain_theta, data))
+        optimizer_step(wrapped, lambda: softplus_loss(wrapped_theta, data))
+        optimizer_step(plain, lambda: softplus_loss(plain_theta, data))
     torch.testing.assert_close(wrapped_theta.detach(), plain_theta.detach(), rtol=1e-14, atol=0)
 
 
@@ -86,37 +73,30 @@ def test_matches_torch_optimizer_lookahead(k, alpha):
     """torch_optimizer.Lookahead creates φ after the first inner step and synchronises after inner steps
     1 (a no-op), k+1, 2k+1, ...: its run is ours started one inner step later. So our Lookahead wraps an
     inner Adam that has already taken one step, and our step j is compared with its step j + 1."""
-    init, data = problem(seed=1)
+    init, data = softplus_problem(seed=1)
     ours_theta = init.clone().requires_grad_()
     theirs_theta = init.clone().requires_grad_()
     ours_inner = torch.optim.Adam([ours_theta], lr=0.05)
-    optimizer_step(ours_inner, lambda: loss_function(ours_theta, data))
+    optimizer_step(ours_inner, lambda: softplus_loss(ours_theta, data))
     ours = Lookahead(ours_inner, k=k, alpha=alpha)
     theirs = torch_optimizer.Lookahead(torch.optim.Adam([theirs_theta], lr=0.05), k=k, alpha=alpha)
-    optimizer_step(theirs, lambda: loss_function(theirs_theta, data))
+    optimizer_step(theirs, lambda: softplus_loss(theirs_theta, data))
     torch.testing.assert_close(ours_theta.detach(), theirs_theta.detach(), rtol=0, atol=0)
 
     for _ in range(4 * k + 2):
-        optimizer_step(ours, lambda: loss_function(ours_theta, data))
-        optimizer_step(theirs, lambda: loss_function(theirs_theta, data))
+        optimizer_step(ours, lambda: softplus_loss(ours_theta, data))
+        optimizer_step(theirs, lambda: softplus_loss(theirs_theta, data))
         torch.testing.assert_close(ours_theta.detach(), theirs_theta.detach(), rtol=1e-12, atol=1e-14)
 
     plain_theta = init.clone().requires_grad_()
     plain = torch.optim.Adam([plain_theta], lr=0.05)
     for _ in range(4 * k + 3):
-        optimizer_step(plain, lambda: loss_function(plain_theta, data))
+        optimizer_step(plain, lambda: softplus_loss(plain_theta, data))
     assert (plain_theta.detach() - ours_theta.detach()).abs().max() > 1e-3  # Lookahead changed the run
 
 
-def round_trip(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer)
-
-
 def test_state_dict_round_trip_restores_slow_weights_mid_cycle():
-    init, data = problem(seed=2)
+    init, data = softplus_problem(seed=2)
     k, total, interrupt = 4, 19, 6  # 6 = one sync plus two steps into the next cycle
 
     def build(theta):
@@ -124,7 +104,7 @@ def test_state_dict_round_trip_restores_slow_weights_mid_cycle():
 
     def train(optimizer, theta, steps):
         for _ in range(steps):
-            optimizer_step(optimizer, lambda: loss_function(theta, data))
+            optimizer_step(optimizer, lambda: softplus_loss(theta, data))
 
     theta_full = init.clone().requires_grad_()
     train(build(theta_full), theta_full, total)
@@ -150,7 +130,7 @@ def test_state_dict_round_trip_restores_slow_weights_mid_cycle():
 
 def test_state_dict_round_trip_with_a_scheduled_inner_optimizer():
     """Lookahead around Padam with a p/lr schedule: the hook is forwarded and both states are restored."""
-    init, data = problem(seed=4)
+    init, data = softplus_problem(seed=4)
     num_epochs, steps_per_epoch, interrupt = 4, 5, 2
     settings = dict(lr=0.005, p=0.25, p_final=0.125, lr_final=0.02)
 
@@ -158,7 +138,7 @@ def test_state_dict_round_trip_with_a_scheduled_inner_optimizer():
         for epoch in epochs:
             call_epoch_hook(optimizer, epoch, num_epochs)
             for _ in range(steps_per_epoch):
-                optimizer_step(optimizer, lambda: loss_function(theta, data))
+                optimizer_step(optimizer, lambda: softplus_loss(theta, data))
 
     theta_full = init.clone().requires_grad_()
     full = Lookahead(Padam([theta_full], **settings), k=3)
@@ -261,17 +241,17 @@ def test_param_groups_added_through_the_wrapper_reach_the_inner_optimizer():
 
 
 def test_deepcopy_keeps_the_inner_optimizer():
-    init, data = problem(seed=5)
+    init, data = softplus_problem(seed=5)
     theta = init.clone().requires_grad_()
     original = Lookahead(torch.optim.Adam([theta], lr=0.05), k=3)
     for _ in range(4):
-        optimizer_step(original, lambda: loss_function(theta, data))
+        optimizer_step(original, lambda: softplus_loss(theta, data))
     twin = copy.deepcopy({"theta": theta, "optimizer": original})
     twin_theta, twin_optimizer = twin["theta"], twin["optimizer"]
     assert twin_optimizer.param_groups[0]["params"][0] is twin_theta
     for _ in range(5):
-        optimizer_step(original, lambda: loss_function(theta, data))
-        optimizer_step(twin_optimizer, lambda: loss_function(twin_theta, data))
+        optimizer_step(original, lambda: softplus_loss(theta, data))
+        optimizer_step(twin_optimizer, lambda: softplus_loss(twin_theta, data))
     assert torch.equal(theta.detach(), twin_theta.detach())
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -12,7 +11,7 @@ from optbench.optim import default_hyperparameters, make_optimizer
 from optbench.optim.padam import Padam
 from optbench.protocol import call_epoch_hook, optimizer_step
 
-DTYPE = torch.float64  # trajectories are compared in double precision
+from optim_helpers import DTYPE, round_trip, run_with_gradients, softplus_loss, softplus_problem
 
 
 def gradient_sequence(shape, steps, seed=0):
@@ -41,16 +40,6 @@ def padam_reference(theta, grads, lr, betas, eps, weight_decay, p, amsgrad):
     return trajectory
 
 
-def run_with_gradients(optimizer, params, grads_per_param):
-    trajectory = []
-    for step_grads in zip(*grads_per_param):
-        for param, grad in zip(params, step_grads):
-            param.grad = grad.clone()
-        optimizer.step()
-        trajectory.append([param.detach().clone() for param in params])
-    return trajectory
-
-
 @pytest.mark.parametrize(
     "p, amsgrad, fused",
     [(p, amsgrad, False) for p in (0.125, 0.25, 0.5) for amsgrad in (True, False)]
@@ -68,7 +57,7 @@ def test_first_steps_match_the_equations(p, amsgrad, fused):
     frozen_before = frozen.detach().clone()
     optimizer = Padam([*params, frozen], fused=fused, **settings)
 
-    trajectory = run_with_gradients(optimizer, params, grads)
+    trajectory = run_with_gradients(optimizer, params, zip(*grads))
 
     for index, (init, param_grads) in enumerate(zip(inits, grads)):
         expected = padam_reference(init, param_grads, **settings)
@@ -84,17 +73,11 @@ def test_first_steps_match_the_equations(p, amsgrad, fused):
 
 
 def loss_function(theta, data):
-    """A smooth non-quadratic loss (softplus regression) so that gradients change along the run."""
-    inputs, targets = data
-    return torch.nn.functional.softplus(inputs @ theta - targets).mean() + 0.1 * (theta**4).sum()
+    return softplus_loss(theta, data, quartic_weight=0.1)
 
 
-def problem(seed=0, dimension=5):
-    generator = torch.Generator().manual_seed(seed)
-    data = (torch.randn(20, dimension, generator=generator, dtype=DTYPE),
-            torch.randn(20, generator=generator, dtype=DTYPE))
-    init = torch.randn(dimension, generator=generator, dtype=DTYPE)
-    return init, data
+def problem(seed=0):
+    return softplus_problem(seed, dimension=5, num_examples=20)
 
 
 def trajectory_of(optimizer, theta, data, steps):
@@ -196,14 +179,6 @@ def test_without_schedule_the_hook_changes_nothing():
     before = dict(optimizer.param_groups[0])
     call_epoch_hook(optimizer, 3, 10)
     assert optimizer.param_groups[0] == before
-
-
-def round_trip(state_dict):
-    """Through bytes, as a checkpoint would, so nothing is shared with the live optimizer."""
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer)
 
 
 def test_state_dict_round_trip_restores_moments_and_schedule():

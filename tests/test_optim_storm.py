@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
@@ -13,33 +12,10 @@ from optbench.optim import make_optimizer
 from optbench.optim.storm import STORM
 from optbench.protocol import gradient_evaluations_per_step, optimizer_step
 
+from optim_helpers import DTYPE, LeastSquares, batch_loss, flat_parameters, plain_gradient, round_trip
+
 NUM_EXAMPLES, DIMENSION, BATCH_SIZE = 120, 6, 8
-
-
-def least_squares_problem(seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(NUM_EXAMPLES, DIMENSION, generator=generator, dtype=torch.float64)
-    truth = torch.randn(DIMENSION, generator=generator, dtype=torch.float64)
-    targets = inputs @ truth + 0.5 * torch.randn(NUM_EXAMPLES, generator=generator, dtype=torch.float64)
-    return inputs, targets
-
-
-def linear_model(seed: int = 1) -> nn.Linear:
-    torch.manual_seed(seed)
-    return nn.Linear(DIMENSION, 1).double()
-
-
-def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return 0.5 * ((model(inputs).squeeze(1) - targets) ** 2).mean()
-
-
-def plain_gradient(design: torch.Tensor, targets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """∇ of the mean of ½(xᵀθ − y)² over the rows, written out: Xᵀ(Xθ − y)/m."""
-    return design.T @ (design @ theta - targets) / design.shape[0]
-
-
-def flat_parameters(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+PROBLEM = LeastSquares(NUM_EXAMPLES, DIMENSION, noise=0.5)
 
 
 def batches(num_batches: int, seed: int = 2) -> list[torch.Tensor]:
@@ -48,11 +24,11 @@ def batches(num_batches: int, seed: int = 2) -> list[torch.Tensor]:
 
 
 def test_steps_match_the_per_coordinate_equations():
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     k, w, c = 0.3, 0.1, 10.0
     optimizer = STORM(model.parameters(), k=k, w=w, c=c)
-    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=torch.float64)], dim=1)  # (weight, bias)
+    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=DTYPE)], dim=1)  # (weight, bias)
 
     theta = flat_parameters(model).clone()
     previous = direction = step_size = None
@@ -80,10 +56,10 @@ def test_steps_match_the_per_coordinate_equations():
 
 def test_large_c_reduces_to_per_coordinate_adaptive_sgd():
     """With a = 1 at every step the recursion forgets d: d_t = g_t, no second gradient needed in the update."""
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = STORM(model.parameters(), k=0.1, w=0.1, c=1e12)
-    reference = linear_model()
+    reference = PROBLEM.linear_model()
     sum_squares = [torch.zeros_like(p) for p in reference.parameters()]
     for batch in batches(4):
         optimizer_step(optimizer, lambda: batch_loss(model, inputs[batch], targets[batch]), model)
@@ -98,8 +74,8 @@ def test_large_c_reduces_to_per_coordinate_adaptive_sgd():
 
 
 def test_gradient_evaluations_of_the_latest_step():
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = make_optimizer("storm", model.parameters())
     assert isinstance(optimizer, STORM)
     assert optimizer.defaults == {"k": 0.1, "w": 0.1, "c": 100.0}
@@ -118,8 +94,8 @@ def test_gradient_evaluations_of_the_latest_step():
 
 
 def test_second_step_without_closure_raises():
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = STORM(model.parameters())
     batch_loss(model, inputs[:8], targets[:8]).backward()
     optimizer.step()  # the first step needs no closure
@@ -130,7 +106,7 @@ def test_second_step_without_closure_raises():
 
 
 def test_closure_pass_leaves_batchnorm_statistics_alone():
-    inputs, targets = least_squares_problem()
+    inputs, targets = PROBLEM.data()
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(DIMENSION, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)).double()
     optimizer = STORM(model.parameters())
@@ -143,8 +119,8 @@ def test_closure_pass_leaves_batchnorm_statistics_alone():
 
 
 def test_state_dict_round_trip_continues_identically():
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = STORM(model.parameters(), k=0.3, w=0.1, c=3.0)
     all_batches = batches(8)
 
@@ -153,11 +129,8 @@ def test_state_dict_round_trip_continues_identically():
             optimizer_step(optimizer, lambda: batch_loss(model, inputs[batch], targets[batch]), model)
 
     train(optimizer, model, all_batches[:4])
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    buffer.seek(0)
-    checkpoint = torch.load(buffer)
-    resumed_model = linear_model(seed=99)
+    checkpoint = round_trip({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    resumed_model = PROBLEM.linear_model(seed=99)
     resumed_model.load_state_dict(checkpoint["model"])
     resumed = STORM(resumed_model.parameters(), k=0.3, w=0.1, c=3.0)
     resumed.load_state_dict(checkpoint["optimizer"])
@@ -170,11 +143,11 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_storm_decreases_a_least_squares_loss():
-    inputs, targets = least_squares_problem()
-    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=torch.float64)], dim=1)
+    inputs, targets = PROBLEM.data()
+    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=DTYPE)], dim=1)
     solution = torch.linalg.lstsq(design, targets.unsqueeze(1)).solution.squeeze(1)
     optimum = float(0.5 * ((design @ solution - targets) ** 2).mean())
-    model = linear_model()
+    model = PROBLEM.linear_model()
     optimizer = STORM(model.parameters())
     with torch.no_grad():
         initial_gap = float(batch_loss(model, inputs, targets)) - optimum
@@ -191,7 +164,7 @@ def test_storm_decreases_a_least_squares_loss():
     [({"k": -0.1}, "k"), ({"k": 0.0}, "k"), ({"w": -1.0}, "w"), ({"w": 0.0}, "w"), ({"c": -1.0}, "c")],
 )
 def test_invalid_hyperparameters_raise_naming_the_parameter(hyperparameters, name):
-    model = linear_model()
+    model = PROBLEM.linear_model()
     with pytest.raises(ValueError, match=f"invalid {name} "):
         STORM(model.parameters(), **hyperparameters)
     with pytest.raises(ValueError, match=f"invalid {name} "):
@@ -200,7 +173,7 @@ def test_invalid_hyperparameters_raise_naming_the_parameter(hyperparameters, nam
 
 def test_lr_is_not_a_storm_hyperparameter():
     with pytest.raises(ValueError, match="lr"):
-        make_optimizer("storm", linear_model().parameters(), lr=0.1)
+        make_optimizer("storm", PROBLEM.linear_model().parameters(), lr=0.1)
 
 
 def test_training_loop_counts_one_gradient_on_the_first_step_and_two_afterwards():

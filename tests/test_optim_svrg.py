@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
@@ -18,25 +17,10 @@ from optbench.protocol import (
     take_snapshot_if_needed,
 )
 
+from optim_helpers import DTYPE, LeastSquares, batch_loss, flat_parameters, plain_gradient, round_trip
+
 NUM_EXAMPLES, DIMENSION, BATCH_SIZE = 200, 10, 10
-
-
-def least_squares_problem(seed: int = 0, noise: float = 1.0):
-    """Inputs A (n×d), targets b = A·x + noise, float64; f_i(θ) = ½(a_iᵀθ − b_i)²."""
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(NUM_EXAMPLES, DIMENSION, generator=generator, dtype=torch.float64)
-    truth = torch.randn(DIMENSION, generator=generator, dtype=torch.float64)
-    targets = inputs @ truth + noise * torch.randn(NUM_EXAMPLES, generator=generator, dtype=torch.float64)
-    return inputs, targets
-
-
-def linear_model(seed: int = 1, bias: bool = False) -> nn.Linear:
-    torch.manual_seed(seed)
-    return nn.Linear(DIMENSION, 1, bias=bias).double()
-
-
-def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return 0.5 * ((model(inputs).squeeze(1) - targets) ** 2).mean()
+PROBLEM = LeastSquares(NUM_EXAMPLES, DIMENSION, noise=1.0)
 
 
 def full_gradient_of(model, inputs, targets):
@@ -47,21 +31,12 @@ def full_gradient_of(model, inputs, targets):
     return full_gradient
 
 
-def plain_gradient(design: torch.Tensor, targets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """∇ of the mean of ½(xᵀθ − y)² over the rows, written out: Xᵀ(Xθ − y)/m."""
-    return design.T @ (design @ theta - targets) / design.shape[0]
-
-
-def flat_parameters(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
 @pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.5, 0.01)])
 def test_steps_match_the_equations(momentum, weight_decay):
-    inputs, targets = least_squares_problem()
-    model = linear_model(bias=True)
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = SVRG(model.parameters(), lr=0.05, momentum=momentum, weight_decay=weight_decay)
-    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=torch.float64)], dim=1)  # (weight, bias)
+    design = torch.cat([inputs, torch.ones(NUM_EXAMPLES, 1, dtype=DTYPE)], dim=1)  # (weight, bias)
     batches = [torch.arange(0, 10), torch.arange(10, 20), torch.arange(50, 60), torch.arange(90, 100)]
 
     theta = flat_parameters(model).clone()
@@ -83,11 +58,11 @@ def test_steps_match_the_equations(momentum, weight_decay):
         theta = theta - 0.05 * buffer
         torch.testing.assert_close(flat_parameters(model), theta, rtol=1e-12, atol=1e-13)
     # the steps moved: right after a snapshot v = μ exactly, later steps differ from it
-    assert not torch.allclose(theta, flat_parameters(linear_model(bias=True)))
+    assert not torch.allclose(theta, flat_parameters(PROBLEM.linear_model()))
 
 
 def test_protocol_attributes_and_registry():
-    model = linear_model()
+    model = PROBLEM.linear_model(bias=False)
     optimizer = make_optimizer("svrg", model.parameters())
     assert isinstance(optimizer, SVRG)
     assert optimizer.defaults == {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}
@@ -96,8 +71,8 @@ def test_protocol_attributes_and_registry():
 
 
 def test_step_before_snapshot_or_without_closure_raises():
-    inputs, targets = least_squares_problem()
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model(bias=False)
     optimizer = SVRG(model.parameters())
     with pytest.raises(RuntimeError, match="take_snapshot"):
         optimizer_step(optimizer, lambda: batch_loss(model, inputs[:10], targets[:10]), model)
@@ -125,8 +100,8 @@ def run_epochs(optimizer, model, inputs, targets, num_epochs: int, seed: int = 2
 
 
 def test_svrg_converges_linearly_where_sgd_stalls_at_its_noise_floor():
-    inputs, targets = least_squares_problem(noise=1.0)
-    svrg_model, sgd_model = linear_model(), linear_model()
+    inputs, targets = PROBLEM.data()
+    svrg_model, sgd_model = PROBLEM.linear_model(bias=False), PROBLEM.linear_model(bias=False)
     svrg_gaps = run_epochs(SVRG(svrg_model.parameters(), lr=0.1), svrg_model, inputs, targets, num_epochs=15)
     sgd_gaps = run_epochs(torch.optim.SGD(sgd_model.parameters(), lr=0.1), sgd_model, inputs, targets, num_epochs=15)
     assert svrg_gaps[0] > 1e-4
@@ -139,8 +114,8 @@ def test_svrg_converges_linearly_where_sgd_stalls_at_its_noise_floor():
 
 
 def test_variance_reduced_estimate_is_unbiased_with_a_much_smaller_variance():
-    inputs, targets = least_squares_problem(noise=1.0)
-    model = linear_model()
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model(bias=False)
     optimizer = SVRG(model.parameters(), lr=0.05)
     run_epochs(optimizer, model, inputs, targets, num_epochs=2)
     # snapshot, a few steps away from it, then measure at that fixed iterate over every batch of a partition
@@ -190,7 +165,7 @@ def batchnorm_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_snapshot_and_closure_passes_leave_batchnorm_statistics_alone():
-    inputs, targets = least_squares_problem()
+    inputs, targets = PROBLEM.data()
     model = batchnorm_model()
     optimizer = SVRG(model.parameters(), lr=0.01)
     before = batchnorm_buffers(model)
@@ -211,8 +186,8 @@ def test_snapshot_and_closure_passes_leave_batchnorm_statistics_alone():
 
 
 def test_state_dict_round_trip_continues_identically():
-    inputs, targets = least_squares_problem()
-    model = linear_model(bias=True)
+    inputs, targets = PROBLEM.data()
+    model = PROBLEM.linear_model()
     optimizer = SVRG(model.parameters(), lr=0.05, momentum=0.5)
     batches = [torch.arange(start, start + BATCH_SIZE) for start in range(0, 60, BATCH_SIZE)]
 
@@ -223,12 +198,9 @@ def test_state_dict_round_trip_continues_identically():
             optimizer_step(optimizer, lambda: batch_loss(model, inputs[batch], targets[batch]), model)
 
     train(optimizer, model, batches[:3], snapshot_before=0)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    buffer.seek(0)
-    checkpoint = torch.load(buffer)
+    checkpoint = round_trip({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
 
-    resumed_model = linear_model(seed=99, bias=True)
+    resumed_model = PROBLEM.linear_model(seed=99)
     resumed_model.load_state_dict(checkpoint["model"])
     resumed = SVRG(resumed_model.parameters(), lr=0.05, momentum=0.5)
     resumed.load_state_dict(checkpoint["optimizer"])
@@ -249,7 +221,7 @@ def test_state_dict_round_trip_continues_identically():
      ({"weight_decay": -1e-4}, "weight_decay")],
 )
 def test_invalid_hyperparameters_raise_naming_the_parameter(hyperparameters, name):
-    model = linear_model()
+    model = PROBLEM.linear_model(bias=False)
     with pytest.raises(ValueError, match=name):
         SVRG(model.parameters(), **hyperparameters)
     with pytest.raises(ValueError, match=name):

@@ -1,8 +1,13 @@
 import re
-import tomllib
+import sys
 from pathlib import Path
 
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # requires-python allows 3.10, whose standard library has no TOML parser
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import torch
 
 from optbench.records import check_record, finite_or_none, parse_record
 from optbench.store import ResultsStore
-from optbench.studies import optimizer_comparison
+from optbench.studies import common
 from optbench.sweeps import expand_grid, run_sweep
 from optbench.training import train
 
@@ -178,7 +178,7 @@ def test_a_diverging_configuration_is_recorded_as_diverged_and_the_sweep_goes_on
     assert rows["train_loss"].dtype == float and math.isnan(rows["train_loss"].iloc[-1])
     assert (rows["status"] == "diverged").all() and (rows["diverged_epoch"] == diverged["diverged_epoch"]).all()
     groups = {"SGD": configs}
-    summary = optimizer_comparison.per_run_summary(optimizer_comparison.label_frame(frame, groups))
-    table = optimizer_comparison.results_table(summary, list(groups))
-    assert table.loc["SGD", "diverged runs"] == 1
+    summary = common.per_run_summary(common.label_frame(frame, groups))
+    table = common.results_table(summary, list(groups))
+    assert table.loc["SGD", "diverged"] == 1 and table.loc["SGD", "collapsed"] == 0
     assert sorted(summary["status"]) == ["diverged", "finished", "finished"]

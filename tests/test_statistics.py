@@ -1,41 +1,50 @@
+"""Intervals over seeds: the percentile bootstrap against plain resampling, and the range they respect."""
+
+import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from optbench.statistics import format_mean_interval, mean_interval, summarize
+from optbench.statistics import format_mean_interval, format_spread, mean_interval, spread
 
 
-def test_interval_matches_the_t_formula():
-    values = [0.81, 0.84, 0.79, 0.86]
+def test_bootstrap_interval_matches_the_exact_resampling_distribution():
+    # three seeds have 27 equally likely resamples: the percentiles of their means are the exact answer
+    values = [0.81, 0.84, 0.93]
+    means = sorted(np.mean(sample) for sample in itertools.product(values, repeat=3))
     mean, low, high = mean_interval(values)
-    sample_sd = np.std(values, ddof=1)
-    t_975_df3 = 3.182446305284263  # Student's t 97.5% quantile, 3 degrees of freedom (tables)
     assert mean == pytest.approx(np.mean(values))
-    assert high - mean == pytest.approx(t_975_df3 * sample_sd / 2, rel=1e-9)
-    assert mean - low == pytest.approx(high - mean)
+    assert low == pytest.approx(np.percentile(means, 2.5, method="inverted_cdf"), abs=0.01)
+    assert high == pytest.approx(np.percentile(means, 97.5, method="inverted_cdf"), abs=0.01)
 
 
-def test_one_seed_has_no_interval_and_non_finite_values_are_ignored():
+def test_interval_never_leaves_the_values_range_where_a_t_interval_does():
+    values = [0.02, 0.9, 0.95]  # a collapsed seed: the t-interval reaches below 0 and above 1
+    from scipy import stats
+
+    t_low, t_high = stats.t.interval(0.95, df=2, loc=np.mean(values), scale=stats.sem(values))
+    assert t_low < 0 and t_high > 1
+    _, low, high = mean_interval(values)
+    assert 0.02 <= low <= high <= 0.95
+
+
+def test_interval_is_the_same_on_every_call_and_in_every_order():
+    values = [0.5, 0.61, 0.57, 0.7, 0.42, 0.66, 0.59]
+    assert mean_interval(values) == mean_interval(values)
+    assert mean_interval(values) == mean_interval(sorted(values)) == mean_interval(values[::-1])
+
+
+def test_edge_cases_one_seed_equal_values_and_non_finite_values():
     assert mean_interval([0.5])[0] == 0.5 and math.isnan(mean_interval([0.5])[1])
-    assert mean_interval([0.5, float("nan"), 0.7])[0] == pytest.approx(0.6)
-    assert math.isnan(mean_interval([])[0])
-    assert format_mean_interval(0.5, float("nan")) == "0.500"
+    assert mean_interval([0.4, 0.4, 0.4]) == pytest.approx((0.4, 0.4, 0.4))
+    assert mean_interval([0.5, float("nan"), 0.7, None, float("inf")])[0] == pytest.approx(0.6)
+    assert all(math.isnan(value) for value in mean_interval([]))
+    assert spread([0.3, float("nan"), 0.1]) == (0.1, 0.3) and all(math.isnan(value) for value in spread([]))
 
 
-def test_summarize_groups():
-    frame = pd.DataFrame({"optimizer": ["a", "a", "b", "b"], "accuracy": [0.1, 0.3, 0.5, 0.5]})
-    table = summarize(frame, "optimizer", "accuracy").set_index("optimizer")
-    assert table.loc["a", "mean"] == pytest.approx(0.2) and table.loc["b", "half_width"] == 0
-    assert table.loc["a", "n"] == 2
-
-
-def test_bounded_band_clips_to_the_metric_range_only():
-    from optbench.statistics import band, bounded_band
-
-    values = [0.02, 0.9]  # two seeds: the t-interval reaches far below zero
-    low, high = band(values)
-    assert low < 0 < 1 < high
-    assert bounded_band(0.0, 1.0)(values) == (0.0, 1.0)
-    assert bounded_band(0.0, 1.0)([0.5, 0.6, 0.55]) == band([0.5, 0.6, 0.55])
+def test_formatting():
+    assert format_mean_interval(97.31, 96.12, 98.2) == "97.3 [96.1, 98.2]"
+    assert format_mean_interval(0.5, math.nan, math.nan, 3) == "0.500"
+    assert format_mean_interval(math.nan, 1, 2) == "–"
+    assert format_spread(95.0, 98.46) == "95.0–98.5" and format_spread(10.0, 10.04) == "10.0"

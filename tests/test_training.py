@@ -74,6 +74,55 @@ def test_validation_fraction_evaluates_on_held_out_training_examples():
     assert record["epochs"][0]["grad_evals"] == round(1347 * 0.75)
 
 
+def test_a_fold_run_trains_on_the_other_folds_and_evaluates_on_its_own():
+    from optbench.training import prepare_data
+
+    base = dict(optimizer="sgd", num_epochs=1, **{**TINY, "max_train_examples": 400})
+    held_out, trained = [], []
+    for fold in range(4):
+        config = RunConfig(num_folds=4, fold=fold, **base)
+        _, train_images, train_labels, eval_images, eval_labels = prepare_data(config, torch.device("cpu"))
+        assert len(train_labels) + len(eval_labels) == 400 and len(eval_labels) == 100
+        # stratified: every class in the held-out fold in its share of the 400 examples (within one example)
+        _, subset_images, subset_labels, _, _ = prepare_data(RunConfig(**base), torch.device("cpu"))
+        expected = torch.bincount(subset_labels, minlength=10) / 4
+        assert torch.all((torch.bincount(eval_labels, minlength=10) - expected).abs() <= 1)
+        held_out.append({tuple(image.flatten().tolist()) for image in eval_images})
+        trained.append({tuple(image.flatten().tolist()) for image in train_images})
+    everything = {tuple(image.flatten().tolist()) for image in subset_images}
+    assert set().union(*held_out) == everything and all(not (a & b) for a in held_out for b in held_out if a is not b)
+    assert all(train | held == everything and not (train & held) for train, held in zip(trained, held_out))
+    record = train(RunConfig(num_folds=4, fold=1, **base), progress=False)
+    assert record["epochs"][0]["grad_evals"] == 300
+
+
+def test_fields_added_later_enter_the_run_id_only_when_set():
+    plain = RunConfig(optimizer="sgd", num_epochs=1)
+    # the id every store has held for this configuration since before folds and MetaInit steps existed
+    assert plain.run_id == "sgd-0cc2c5d3aff0"
+    assert "num_folds" not in plain.to_dict() and "metainit_steps" not in plain.to_dict()
+    folded = RunConfig(optimizer="sgd", num_epochs=1, num_folds=4, fold=0)
+    assert folded.run_id != plain.run_id and folded.to_dict()["fold"] == 0
+    assert RunConfig.from_dict(folded.to_dict()) == folded
+    assert RunConfig(optimizer="sgd", num_epochs=1, num_folds=4, fold=1).run_id != folded.run_id
+    metainit = RunConfig(optimizer="sgd", num_epochs=1, init="metainit", metainit_steps=20)
+    assert RunConfig.from_dict(metainit.to_dict()) == metainit and metainit.run_id != RunConfig(optimizer="sgd", num_epochs=1, init="metainit").run_id
+
+
+def test_before_step_sees_every_step_and_leaves_the_run_as_it_was():
+    config = RunConfig(optimizer="svrg", num_epochs=2, hyperparameters={"lr": 0.05}, **TINY)
+    seen = []
+
+    def look(epoch, step, model, optimizer):
+        seen.append((epoch, step))
+        # what a measurement does: gradients at the iterate, then gone
+        model(torch.zeros(2, 1, 8, 8)).sum().backward()
+        optimizer.zero_grad(set_to_none=True)
+
+    assert _metrics(train(config, progress=False, before_step=look)) == _metrics(train(config, progress=False))
+    assert seen == [(epoch, step) for epoch in range(2) for step in range(7)]
+
+
 def test_run_reuses_the_stored_record_unless_forced(tmp_path):
     store = ResultsStore(tmp_path / "store")
     config = RunConfig(optimizer="adam", num_epochs=1, **TINY)
@@ -124,7 +173,31 @@ def test_run_ids_are_stable_and_complete_defaults():
     (dict(optimizer="adam", dataset="imagenet"), "unknown dataset 'imagenet'"),
     (dict(optimizer="adam", model="resnet9"), "unknown model 'resnet9'"),
     (dict(optimizer="adam", scheduler="step"), "unknown scheduler 'step'.*multistep"),
+    (dict(optimizer="adam", num_folds=1, fold=0), r"invalid num_folds 1: cross-validation needs .* >= 2"),
+    (dict(optimizer="adam", num_folds=4), r"invalid fold None: .* from 0 to 3"),
+    (dict(optimizer="adam", fold=2), r"invalid num_folds None"),
+    (dict(optimizer="adam", num_folds=4, fold=4), r"invalid fold 4: .* from 0 to 3"),
+    (dict(optimizer="adam", num_folds=4, fold=0, validation_fraction=0.1), r"either a fold or a validation fraction"),
+    (dict(optimizer="adam", metainit_steps=10), r"invalid metainit_steps 10 with init 'default'"),
+    (dict(optimizer="adam", init="metainit", metainit_steps=0), r"invalid metainit_steps 0"),
 ])
 def test_bad_settings_are_named_with_what_is_allowed(settings, message):
     with pytest.raises(ValueError, match=message):
         RunConfig(**{"num_epochs": 1, **settings})
+
+
+def test_a_hessian_step_leaves_no_reference_cycle_warning():
+    import warnings
+
+    import torch.nn.functional as F
+
+    from optbench import optim, protocol
+
+    model = torch.nn.Linear(4, 3)
+    optimizer = optim.make_optimizer("adahessian", model.parameters(), lr=0.1)
+    inputs, targets = torch.randn(8, 4), torch.arange(8) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        protocol.optimizer_step(optimizer, lambda: F.cross_entropy(model(inputs), targets), model)
+    # the graph kept for the Hessian-vector product is gone with the gradients
+    assert all(parameter.grad is None for parameter in model.parameters())

@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import data, models, optim
+from .checks import check_finite
 
 SCHEDULERS = ("none", "multistep", "cosine")
 INITS = ("default", "metainit")
+#: "bf16" runs forward passes under torch.autocast to bfloat16 (CUDA, or the CPU's own autocast)
+PRECISIONS = ("fp32", "bf16")
 _SCHEDULER_OPTIONS = {"none": (), "multistep": ("milestones", "gamma"), "cosine": ("eta_min",)}
 
 
@@ -34,6 +37,23 @@ class RunConfig:
     ``validation_fraction`` > 0 holds out that stratified fraction of the training set (a fixed split,
     the same for every seed) and evaluates on it instead of the test set, for hyperparameter selection.
     ``max_train_examples`` trains on a fixed subset (the same for every seed), for quick profiles.
+    ``num_folds`` and ``fold`` (both or neither) train on every part of a stratified ``num_folds``-fold split
+    of the training examples but part ``fold`` (counted from 0), and evaluate on that held-out part instead
+    of the test set, for cross-validation; the split is fixed, the same for every seed, and taken after
+    ``max_train_examples``. ``metainit_steps`` sets MetaInit's steps with ``init="metainit"`` (None: the
+    default of :func:`optbench.metainit.metainit`). These three enter the run id only when set, so the ids of
+    other runs do not change.
+
+    ``precision`` "bf16" runs every forward pass (training, evaluation, SVRG's full gradient) under
+    ``torch.autocast`` to bfloat16 on the run's device, the loss in float32. On a CPU it is allowed and
+    uses the CPU's autocast (so a bf16 profile can be checked anywhere), though it runs slower than fp32
+    on CPUs without bfloat16 instructions. ``compile_model`` compiles the model with ``torch.compile`` (on a CPU this needs a C++
+    compiler; not with optimizers that backpropagate through their gradients, such as AdaHessian). Both
+    change a run's numbers, so both are part of the configuration.
+
+    The id hashes :meth:`to_dict`. Settings added after records existed (:data:`LATE_SETTINGS`) appear in
+    it only when they differ from their default, so every configuration made before they were added keeps
+    its id, and its stored records and checkpoints stay valid.
     """
 
     optimizer: str
@@ -51,6 +71,11 @@ class RunConfig:
     validation_fraction: float = 0.0
     max_train_examples: int | None = None
     init: str = "default"
+    num_folds: int | None = None
+    fold: int | None = None
+    metainit_steps: int | None = None
+    precision: str = "fp32"
+    compile_model: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -75,8 +100,18 @@ class RunConfig:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in [0, 1)")
         if not isinstance(self.augment, bool):
             raise ValueError(f"invalid augment {self.augment!r}: it must be true or false")
+        self._validate_fold()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"invalid precision {self.precision!r}: allowed {', '.join(PRECISIONS)}")
+        if not isinstance(self.compile_model, bool):
+            raise ValueError(f"invalid compile_model {self.compile_model!r}: it must be true or false")
         if self.init not in INITS:
             raise ValueError(f"invalid init {self.init!r}: allowed {', '.join(INITS)}")
+        if self.metainit_steps is not None:
+            _positive_int("metainit_steps", self.metainit_steps)
+            if self.init != "metainit":
+                raise ValueError(f"invalid metainit_steps {self.metainit_steps!r} with init {self.init!r}: MetaInit's steps "
+                                 "need init 'metainit'; leave metainit_steps unset")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; available: {', '.join(SCHEDULERS)}")
         unknown = sorted(set(self.scheduler_options) - set(_SCHEDULER_OPTIONS[self.scheduler]))
@@ -92,10 +127,34 @@ class RunConfig:
         # building the optimizer on a dummy tensor runs its own checks (p ranges, mixing weights, ...)
         import torch
 
-        optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+        optimizer = optim.make_optimizer(self.optimizer, [torch.nn.Parameter(torch.zeros(1))], **self.hyperparameters)
+        if self.compile_model and getattr(optimizer, "create_graph", False):
+            raise ValueError(
+                f"invalid compile_model True for optimizer {self.optimizer!r}: it backpropagates through its "
+                "gradients (Hessian-vector products), which torch.compile does not support; use compile_model false"
+            )
+        # what no check above covers (a width of inf is > 0): every number of a run is finite
+        for item in fields(self):
+            check_finite(item.name, getattr(self, item.name))
+
+    def _validate_fold(self) -> None:
+        if self.num_folds is None and self.fold is None:
+            return
+        if not isinstance(self.num_folds, int) or isinstance(self.num_folds, bool) or self.num_folds < 2:
+            raise ValueError(f"invalid num_folds {self.num_folds!r}: cross-validation needs an integer number of folds >= 2")
+        if not isinstance(self.fold, int) or isinstance(self.fold, bool) or not 0 <= self.fold < self.num_folds:
+            raise ValueError(f"invalid fold {self.fold!r}: give the held-out fold, an integer from 0 to {self.num_folds - 1}")
+        if self.validation_fraction:
+            raise ValueError(f"invalid validation_fraction {self.validation_fraction!r} with num_folds {self.num_folds}: a run "
+                             "holds out either a fold or a validation fraction; set validation_fraction to 0")
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        """The settings as JSON-ready values, without late settings that have their default (see the class)."""
+        values = _jsonable(asdict(self))
+        for name, default in LATE_SETTINGS.items():
+            if values[name] == default:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -110,6 +169,12 @@ class RunConfig:
         """``<optimizer>-<12 hex digits of the configuration's hash>``: equal configurations, equal ids."""
         digest = hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
         return f"{self.optimizer}-{digest[:12]}"
+
+
+#: settings added after the first records, with their defaults: left out of :meth:`RunConfig.to_dict`
+#: (and so of the hashed configuration) while they have these values, so that existing run ids never change.
+#: A setting added later joins this table with the default that reproduces the old behaviour.
+LATE_SETTINGS: dict[str, Any] = {"precision": "fp32", "compile_model": False, "num_folds": None, "fold": None, "metainit_steps": None}
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -125,3 +125,55 @@ def metainit(
         for module, training in modes.items():
             module.train(training)
     return history
+
+
+#: the schema of stored gradient-quotient traces (:func:`measure_gradient_quotient`)
+TRACE_SCHEMA = 1
+
+
+def measure_gradient_quotient(config, store=None, device=None):
+    """The gradient quotient along MetaInit as the run of ``config`` (``init="metainit"``) applies it.
+
+    Builds ``config``'s network as its run does (same seed, so the same initial weights and the same random
+    batches) and runs :func:`metainit` with its defaults. Returns a frame with ``step`` and
+    ``gradient_quotient``: step 0 is the quotient at the initial weights, step s the one after s updates; the
+    last row, after the last update, is measured on one more random batch. Loaded from ``store``
+    (``measurements/``) when there, else measured and stored.
+    """
+    import hashlib
+
+    import pandas as pd
+
+    from .config import canonical_json
+    from .store import ResultsStore, load_measurement, save_measurement
+    from .training import build_model, configure_threads, prepare_data, resolve_device
+
+    config.validate()
+    store = store if store is not None else ResultsStore()
+    if config.init != "metainit":
+        raise ValueError(f"invalid init {config.init!r} for the gradient-quotient trace: give the configuration of a run with init 'metainit'")
+    steps = {} if config.metainit_steps is None else {"steps": config.metainit_steps}
+    content = {"schema": TRACE_SCHEMA, "model": config.model, "model_options": config.model_options, "dataset": config.dataset,
+               "image_size": config.image_size, "seed": config.seed, **steps}
+    key = "gradient-quotient-" + hashlib.sha256(canonical_json(content).encode()).hexdigest()[:16]
+    path = store.root / "measurements" / f"{key}.json"
+    columns = ["step", "gradient_quotient"]
+    stored = load_measurement(path, TRACE_SCHEMA, columns)
+    if stored is not None:
+        return stored
+    configure_threads()
+    device = resolve_device(device)
+    dataset = prepare_data(config, device)[0]
+    # as training.start_run: the seed, then the network, then MetaInit from the same random stream
+    torch.manual_seed(config.seed)
+    model = build_model(config, dataset, device)
+    shape = (dataset.in_channels, dataset.image_size, dataset.image_size)
+    history = metainit(model, shape, dataset.num_classes, **steps)
+    model.eval()
+    reference = next(model.parameters())
+    inputs = torch.randn((32, *shape)).to(device=reference.device, dtype=reference.dtype)
+    targets = torch.randint(0, dataset.num_classes, (32,)).to(reference.device)
+    after = float(gradient_quotient(model, inputs, targets).detach())
+    rows = [{"step": step, "gradient_quotient": value} for step, value in enumerate([*history, after])]
+    save_measurement(path, rows, TRACE_SCHEMA, {"device": str(device), "torch": torch.__version__})
+    return pd.DataFrame(rows, columns=columns)

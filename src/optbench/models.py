@@ -252,6 +252,20 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: what the methods page says of each network
+DESCRIPTIONS = {
+    "lenet5": "report 003's LeNet: two 5×5 convolutions, each followed by 2×2 average pooling, then three dense layers",
+    "resnet18": "CIFAR-style ResNet-18 (He et al. 2016): 3×3 stem without max pooling, four stages of basic blocks, "
+                "BatchNorm or no normalization, a width multiplier of the 64 base channels",
+    "resnet34": "CIFAR-style ResNet-34 (He et al. 2016), as ResNet-18 with more basic blocks",
+    "resnet50": "CIFAR-style ResNet-50 (He et al. 2016), bottleneck blocks",
+    "resnet101": "CIFAR-style ResNet-101 (He et al. 2016), bottleneck blocks, BatchNorm or no normalization",
+    "vgg16": "VGG-16 with BatchNorm (Simonyan & Zisserman 2015) and a single dense classifier, CIFAR-style",
+    "wideresnet": "Wide ResNet WRN-depth-k (Zagoruyko & Komodakis 2016), pre-activation blocks",
+    "mlp": "a fully connected network with ReLU hidden layers (report 004)",
+}
+
+
 def available_models() -> list[str]:
     """Names accepted by :func:`make_model`."""
     return sorted(_BUILDERS)

@@ -8,6 +8,7 @@ behaves the same in a unit test as in a real run.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, Iterator
 
 import torch
@@ -60,7 +61,14 @@ def optimizer_step(
     def evaluate() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss = compute_loss()
-        loss.backward(create_graph=create_graph)
+        if not create_graph:
+            loss.backward()
+            return loss
+        with warnings.catch_warnings():
+            # torch warns of the parameter ↔ gradient reference cycle of create_graph=True; the step below
+            # breaks it by setting every gradient to None, as the warning asks
+            warnings.filterwarnings("ignore", category=UserWarning, message=r"Using backward\(\) with create_graph")
+            loss.backward(create_graph=True)
         return loss
 
     def closure() -> torch.Tensor:

@@ -1,4 +1,11 @@
-"""Means with 95% intervals over seeds (Student's t, from scipy), used by tables and figure bands alike."""
+"""Summaries over seeds that respect a metric's range: bootstrap intervals of the mean and the per-seed spread.
+
+Tables and figure bands use the same estimate: the mean over seeds with a 95% percentile-bootstrap interval
+(scipy's ``bootstrap``; figures hand it to seaborn as its ``errorbar``, :func:`optbench.plotting.band`). A percentile interval is
+made of resampled means, so it never leaves the range the values span (an accuracy stays in [0, 1]), where
+Student's t-interval on three seeds reaches far outside it. With few seeds the bootstrap interval is too
+narrow rather than too wide, so every table also shows the per-seed spread (minimum–maximum).
+"""
 
 from __future__ import annotations
 
@@ -6,61 +13,71 @@ import math
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
+#: resamples of the bootstrap; with a fixed generator the interval is the same on every build
+RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 
 
-def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval of the mean; NaN bounds for fewer than two finite values."""
+def finite_values(values: Iterable[float | None]) -> np.ndarray:
+    """The finite numbers of ``values`` (None, NaN and infinities dropped) as a float array."""
     array = np.asarray([value for value in values if value is not None], dtype=float)
-    array = array[np.isfinite(array)]
+    return array[np.isfinite(array)]
+
+
+def mean_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of the finite values with a percentile-bootstrap interval.
+
+    NaN bounds for fewer than two finite values (no spread to resample); equal values give a zero-width
+    interval. The bounds lie within [min, max] of the values and do not depend on their order.
+    """
+    # sorted: the fixed generator draws fixed resample indices, so the same seeds listed in another order
+    # (a table's, a figure's) would otherwise give a slightly different interval
+    array = np.sort(finite_values(values))
     if array.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(array.mean())
-    if array.size < 2 or float(array.std()) == 0.0:
-        return (mean, math.nan, math.nan) if array.size < 2 else (mean, mean, mean)
-    low, high = stats.t.interval(confidence, df=array.size - 1, loc=mean, scale=stats.sem(array))
-    return mean, float(low), float(high)
+    if array.size < 2:
+        return mean, math.nan, math.nan
+    if float(array.max()) == float(array.min()):
+        return mean, mean, mean
+    result = stats.bootstrap(
+        (array,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES, method="percentile",
+        random_state=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    low, high = result.confidence_interval
+    # resampled means lie within [min, max]; clip the float rounding of the percentile too
+    return mean, float(max(low, array.min())), float(min(high, array.max()))
 
 
-def band(values) -> tuple[float, float]:
-    """(low, high) of :func:`mean_interval`, in the form seaborn's ``errorbar=`` callable expects."""
-    _, low, high = mean_interval(values)
-    return low, high
+def spread(values: Iterable[float | None]) -> tuple[float, float]:
+    """(minimum, maximum) of the finite values: the per-seed spread; NaN for none."""
+    array = finite_values(values)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.min()), float(array.max())
 
 
-def bounded_band(lower: float = -math.inf, upper: float = math.inf):
-    """:func:`band` clipped to a metric's range (accuracy in [0, 1], losses and seconds >= 0).
-
-    Clipping changes no coverage: the true mean lies in the range anyway. With few seeds the t-interval
-    is wide (t = 12.7 for two seeds) and would otherwise draw accuracies below zero.
-    """
-
-    def clipped(values) -> tuple[float, float]:
-        low, high = band(values)
-        return max(low, lower), min(high, upper)
-
-    return clipped
+def format_number(value: float, digits: int = 1) -> str:
+    """``value`` with ``digits`` decimals, or an en dash when it is not a finite number."""
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
 
 
-def summarize(frame: pd.DataFrame, by: list[str] | str, metric: str) -> pd.DataFrame:
-    """Mean, 95% interval bounds, half-width and count of ``metric`` for each group of ``by``."""
-    by = [by] if isinstance(by, str) else list(by)
-    rows = []
-    for key, group in frame.groupby(by, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = mean_interval(group[metric])
-        rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
-                     "half_width": (high - low) / 2 if math.isfinite(low) else math.nan, "n": int(group[metric].notna().sum())})
-    return pd.DataFrame(rows)
-
-
-def format_mean_interval(mean: float, half_width: float, digits: int = 3) -> str:
-    """``mean ± half-width`` (just the mean when the interval is undefined)."""
+def format_mean_interval(mean: float, low: float, high: float, digits: int = 1) -> str:
+    """``mean [low, high]``; just the mean when the interval is undefined; an en dash for no value."""
     if not math.isfinite(mean):
         return "–"
-    if not math.isfinite(half_width):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {half_width:.{digits}f}"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return format_number(mean, digits)
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def format_spread(low: float, high: float, digits: int = 1) -> str:
+    """``low–high``; a single number when they are equal; an en dash for no value."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "–"
+    if f"{low:.{digits}f}" == f"{high:.{digits}f}":
+        return f"{low:.{digits}f}"
+    return f"{low:.{digits}f}–{high:.{digits}f}"

@@ -19,6 +19,8 @@ Layout of a store directory::
     <run id>.json.corrupt-<time>   corrupt records and non-record files, moved aside
     checkpoints/<run id>.pt        the last checkpoint of a run in progress (deleted with its record saved)
     locks/<run id>.lock            per-run locks
+    timings/<key>.json             interleaved step timings (:mod:`optbench.timing`)
+    measurements/<key>.json        other measurements made along or beside runs (gradient variances, ...)
 
 Listing by state (for ``optbench status`` and ``optbench clean``)::
 
@@ -104,6 +106,40 @@ def default_results_dir() -> Path:
             "it to use 'results' in the working directory"
         )
     return Path(value)
+
+
+def save_measurement(path: Path, rows: list[dict], schema: int, provenance: dict) -> None:
+    """Write a measurement (rows of numbers and text) atomically as strict JSON; non-finite numbers become null."""
+    write_json_atomically(path, {"schema": schema, "rows": finite_or_none(rows), "provenance": provenance})
+
+
+def load_measurement(path: Path, schema: int, columns: list[str]) -> pd.DataFrame | None:
+    """The rows of a stored measurement as a frame with ``columns`` (null as NaN), or None when it is absent.
+
+    A measurement that cannot be read, or of another ``schema``, is warned about and treated as absent, so it
+    is measured again.
+    """
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        stored = parse_record(content)
+        if not isinstance(stored, dict) or stored.get("schema") != schema or not isinstance(stored.get("rows"), list):
+            raise ValueError(f"not a measurement of schema {schema}")
+        for row in stored["rows"]:
+            missing = [column for column in columns if column not in row]
+            if missing:
+                raise ValueError(f"a row lacks column(s) {', '.join(missing)}")
+        frame = pd.DataFrame(stored["rows"], columns=columns)
+        for column in columns:
+            # null is a non-finite number (NaN), never text
+            if frame[column].isna().any() and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in frame[column].dropna()):
+                frame[column] = pd.to_numeric(frame[column]).astype(float)
+        return frame
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"ignoring stored measurement {path}: {error}; measuring again", CorruptRecordWarning, stacklevel=2)
+        return None
 
 
 def check_environment() -> None:

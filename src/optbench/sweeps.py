@@ -9,7 +9,7 @@ import warnings
 from typing import Any, Iterable
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import executors
 from .checkpoints import check_checkpoint_every
@@ -90,7 +90,7 @@ def run_sweep(
         for entry in store.entries(["stale"]):  # records of these configurations made by older code
             if entry.current_id in missing:
                 store.set_aside(entry, recomputed=True)
-        with tqdm(total=len(missing), desc=f"{description} ({len(records)} of {len(unique)} stored)",
+        with progress_bar(total=len(missing), desc=f"{description} ({len(records)} of {len(unique)} stored)",
                   postfix=session.description, disable=not progress) as bar:
             _Driver(store, unique, session, settings, force, checkpoint_every, records, bar).run(missing)
     finally:

@@ -1,7 +1,18 @@
-"""Train one configuration and return its record: per-epoch metrics, status and provenance."""
+"""Train one configuration and return its record: per-epoch metrics, status and provenance.
+
+:func:`train` is four steps: :func:`set_up` (data on the device, model, optimizer, a checkpoint to resume
+from), then per epoch :func:`train_epoch`, :func:`evaluate_epoch` and :func:`checkpoint_if_due`.
+
+On a CUDA device the dataset stays on the GPU as uint8 and each batch is gathered, augmented and
+normalized there (every random number of an epoch is drawn up front on the CPU, so the draws are the
+same on every device); the model and its inputs are channels_last, and an epoch's seconds are measured
+with CUDA events. None of this happens on the CPU, whose records it leaves unchanged. ``precision``
+and ``compile_model`` (:class:`~optbench.config.RunConfig`) apply on every device.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import math
@@ -10,15 +21,17 @@ import platform
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import __version__, checkpoints, data, models, optim, protocol
 from .config import RunConfig, canonical_json
+from .optim.fused import COMPILERS, cpp_compiler
 
 #: the held-out validation split and the training subset are the same for every seed
 SPLIT_SEED = 0
@@ -56,12 +69,46 @@ def prepare_data(config: RunConfig, device: torch.device) -> tuple[data.ImageDat
         subset = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
         subset = subset[: config.max_train_examples].sort().values.to(train_images.device)
         train_images, train_labels = train_images[subset], train_labels[subset]
+    if config.num_folds is not None:
+        train_index, held_out_index = data.stratified_fold(train_labels, config.num_folds, config.fold, SPLIT_SEED)
+        train_index, held_out_index = train_index.to(train_images.device), held_out_index.to(train_images.device)
+        eval_images, eval_labels = train_images[held_out_index], train_labels[held_out_index]
+        train_images, train_labels = train_images[train_index], train_labels[train_index]
     return dataset, train_images, train_labels, eval_images, eval_labels
+
+
+def input_memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA (what cuDNN's fastest convolutions take), plain NCHW elsewhere."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def build_model(config: RunConfig, dataset: data.ImageData, device: torch.device) -> torch.nn.Module:
     model = models.make_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes, **config.model_options)
-    return model.to(device)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def precision_context(device: torch.device, precision: str):
+    """The context of a forward pass: bfloat16 autocast on ``device`` for "bf16", nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_device_settings(config: RunConfig, device: torch.device) -> None:
+    """Raise ``ValueError`` if ``config``'s precision or compilation cannot run on ``device``."""
+    if config.precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"invalid precision 'bf16' on {torch.cuda.get_device_name(device)}: it has no bfloat16 support; use precision fp32")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"invalid precision 'bf16' on device {str(device)!r}: bf16 runs on 'cpu' and 'cuda'; use precision fp32")
+    if config.compile_model and device.type == "cpu" and cpp_compiler() is None:
+        raise ValueError(
+            "invalid compile_model True on the CPU: torch.compile needs a C++ compiler for CPU kernels and none of "
+            f"$CXX, {', '.join(COMPILERS)} was found; install one or use compile_model false"
+        )
 
 
 def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
@@ -80,7 +127,8 @@ def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
     return None
 
 
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, to_inputs: data.Normalization,
+             precision: str = "fp32") -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (eval mode) on a whole split."""
     was_training = model.training
     model.eval()
@@ -88,28 +136,14 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     with torch.no_grad():
         for start in range(0, len(labels), EVALUATION_BATCH_SIZE):
-            inputs = data.normalize(images[start : start + EVALUATION_BATCH_SIZE], mean, std)
+            inputs = to_inputs(images[start : start + EVALUATION_BATCH_SIZE])
             targets = labels[start : start + EVALUATION_BATCH_SIZE]
-            logits = model(inputs)
-            total_loss += F.cross_entropy(logits, targets, reduction="sum").double()
+            with precision_context(images.device, precision):
+                logits = model(inputs)
+            total_loss += F.cross_entropy(logits.float(), targets, reduction="sum").double()
             correct += (logits.argmax(dim=1) == targets).sum()
     model.train(was_training)
     return total_loss.item() / len(labels), correct.item() / len(labels)
-
-
-def full_gradient_function(model, optimizer, images, labels, mean, std, batch_size):
-    """A function leaving the mean training-set gradient in ``p.grad`` (train mode, BatchNorm statistics frozen)."""
-
-    def full_gradient() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with protocol.frozen_batchnorm_statistics(model):
-            for start in range(0, len(labels), batch_size):
-                inputs = data.normalize(images[start : start + batch_size], mean, std)
-                targets = labels[start : start + batch_size]
-                loss = F.cross_entropy(model(inputs), targets, reduction="sum") / len(labels)
-                loss.backward()
-
-    return full_gradient
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -144,9 +178,10 @@ def check_environment() -> None:
 def preflight(configs, device: torch.device | str | None = None) -> None:
     """Raise now what training ``configs`` would raise later: environment, device, data, model shapes.
 
-    Validates every configuration, loads each dataset split they use (naming a missing dataset and how to
-    supply it) and builds each model on the meta device (no memory), so that a sweep fails before its
-    first run rather than hours into it.
+    Validates every configuration and what it asks of the device (bf16, a compiler for ``compile_model``),
+    loads each dataset split they use (naming a missing dataset and how to supply it) and builds each
+    model on the meta device (no memory), so that a sweep fails before its first run rather than hours
+    into it.
     """
     configs = list(configs)
     for config in configs:
@@ -157,7 +192,8 @@ def preflight(configs, device: torch.device | str | None = None) -> None:
     device = resolve_device(device)
     shapes, built = {}, set()
     for config in configs:
-        key = (config.dataset, config.image_size, config.validation_fraction, config.max_train_examples)
+        check_device_settings(config, device)
+        key = (config.dataset, config.image_size, config.validation_fraction, config.max_train_examples, config.num_folds, config.fold)
         if key not in shapes:
             dataset = prepare_data(config, device)[0]
             shapes[key] = (dataset.in_channels, dataset.image_size, dataset.num_classes)
@@ -178,10 +214,198 @@ def start_run(config: RunConfig, dataset: data.ImageData, device: torch.device):
     if config.init == "metainit":
         from .metainit import metainit
 
-        metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes)
+        steps = {} if config.metainit_steps is None else {"steps": config.metainit_steps}
+        metainit(model, (dataset.in_channels, dataset.image_size, dataset.image_size), dataset.num_classes, **steps)
+    if config.compile_model:
+        model.compile()  # in place: parameters and state_dict keys stay those of the plain model
     optimizer = optim.make_optimizer(config.optimizer, model.parameters(), **config.hyperparameters)
     scheduler = build_scheduler(config, optimizer)
     return model, optimizer, scheduler, generator
+
+
+@dataclass
+class RunState:
+    """A run in progress: its data on the device, what trains, and the epochs done so far."""
+
+    config: RunConfig
+    device: torch.device
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    eval_images: torch.Tensor
+    eval_labels: torch.Tensor
+    #: uint8 batch → the model's float inputs
+    to_inputs: data.Normalization
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    #: shuffling and augmentation draws (the CPU's, on every device)
+    generator: torch.Generator
+    epochs: list[dict] = field(default_factory=list)
+    grad_evals: int = 0
+    elapsed_seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def new_run(config: RunConfig, device: torch.device, dataset: data.ImageData | None = None) -> RunState:
+    """A fresh run of ``config`` on ``device``, seeded by ``config.seed``.
+
+    ``dataset`` None trains on the configuration's dataset (its validation split and subset applied);
+    an :class:`~optbench.data.ImageData` on ``device`` is used as it is (benchmarks on synthetic data).
+    """
+    if dataset is None:
+        dataset, train_images, train_labels, eval_images, eval_labels = prepare_data(config, device)
+    else:
+        train_images, train_labels = dataset.train_images, dataset.train_labels
+        eval_images, eval_labels = dataset.test_images, dataset.test_labels
+    to_inputs = data.Normalization(dataset.mean, dataset.std, device, input_memory_format(device))
+    model, optimizer, scheduler, generator = start_run(config, dataset, device)
+    return RunState(config, device, train_images, train_labels, eval_images, eval_labels, to_inputs,
+                    model, optimizer, scheduler, generator)
+
+
+def set_up(config: RunConfig, device: torch.device | str | None = None, checkpoint_path: str | os.PathLike | None = None) -> RunState:
+    """Check ``config`` against the device, then start it afresh or from its checkpoint at ``checkpoint_path``."""
+    config.validate()
+    configure_threads()
+    device = resolve_device(device)
+    check_device_settings(config, device)
+    state = new_run(config, device)
+    checkpoint = checkpoints.load_checkpoint(Path(checkpoint_path), config) if checkpoint_path is not None else None
+    if checkpoint is None:
+        return state
+    try:
+        state.epochs, state.grad_evals, state.elapsed_seconds = checkpoints.restore_checkpoint(
+            checkpoint, state.model, state.optimizer, state.scheduler, state.generator, device
+        )
+        state.resumed_from = len(state.epochs)
+    except Exception as error:  # a state that does not fit this code: start over from clean objects
+        warnings.warn(
+            f"ignoring checkpoint {checkpoint_path}: it does not fit the run ({error}); the run starts from scratch",
+            checkpoints.CheckpointWarning, stacklevel=3,
+        )
+        state = new_run(config, device)
+    return state
+
+
+class EpochTimer:
+    """Seconds of an epoch's work: CUDA events on a GPU (measured on the device, with no host
+    synchronization inside the epoch), the host's ``perf_counter`` elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self) -> "EpochTimer":
+        if self.device.type == "cuda":
+            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.device.type == "cuda":
+            self._end.record()
+            self._end.synchronize()
+            self.seconds = self._start.elapsed_time(self._end) / 1000.0
+        else:
+            self.seconds = time.perf_counter() - self._started
+
+
+def full_gradient(state: RunState) -> None:
+    """Leave the mean training-set gradient in ``p.grad`` (train mode, BatchNorm statistics frozen)."""
+    model, images, labels = state.model, state.train_images, state.train_labels
+    state.optimizer.zero_grad(set_to_none=True)
+    with protocol.frozen_batchnorm_statistics(model):
+        for start in range(0, len(labels), EVALUATION_BATCH_SIZE):
+            inputs = state.to_inputs(images[start : start + EVALUATION_BATCH_SIZE])
+            targets = labels[start : start + EVALUATION_BATCH_SIZE]
+            with precision_context(state.device, state.config.precision):
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum") / len(labels)
+            loss.backward()
+
+
+def batch_inputs(state: RunState, batch: data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model inputs, targets) of one batch: gathered, augmented as drawn, normalized."""
+    # index_select: the same gather as indexing, without advanced indexing's per-call overhead
+    images = state.train_images.index_select(0, batch.index)
+    if batch.offsets is not None:
+        images = data.crop_and_flip(images, batch.offsets, batch.flips)
+    return state.to_inputs(images), state.train_labels.index_select(0, batch.index)
+
+
+def train_epoch(state: RunState, epoch: int, before_step=None) -> tuple[float, float, float]:
+    """Train epoch ``epoch`` (0-based); return its (mean training loss, training accuracy, seconds).
+
+    The loss and accuracy are those of each batch at the parameters before its step; ``state.grad_evals``
+    and ``state.elapsed_seconds`` grow by the epoch's. ``before_step(epoch, step, model, optimizer)``, if
+    given, is called before each step (see :func:`train`).
+    """
+    config, model, optimizer = state.config, state.model, state.optimizer
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=state.device)
+    correct = torch.zeros((), dtype=torch.int64, device=state.device)
+    with EpochTimer(state.device) as timer:
+        protocol.call_epoch_hook(optimizer, epoch, config.num_epochs)
+        if protocol.take_snapshot_if_needed(optimizer, lambda: full_gradient(state)):
+            state.grad_evals += len(state.train_labels)
+        batches = data.epoch_batches(len(state.train_labels), config.batch_size, state.generator, config.augment, state.device)
+        for step, batch in enumerate(batches):
+            if before_step is not None:
+                before_step(epoch, step, model, optimizer)
+            inputs, targets = batch_inputs(state, batch)
+            outputs = {}
+
+            def compute_loss():
+                with precision_context(state.device, config.precision):
+                    outputs["logits"] = model(inputs)
+                return F.cross_entropy(outputs["logits"].float(), targets)
+
+            # the first evaluation's logits are the ones the step's loss was computed from
+            loss = protocol.optimizer_step(optimizer, compute_loss, model)
+            state.grad_evals += len(batch.index) * protocol.gradient_evaluations_per_step(optimizer)
+            loss_sum += loss.double() * len(batch.index)
+            correct += (outputs["logits"].detach().argmax(dim=1) == targets).sum()
+    state.elapsed_seconds += timer.seconds
+    return loss_sum.item() / len(state.train_labels), correct.item() / len(state.train_labels), timer.seconds
+
+
+def evaluate_epoch(state: RunState, epoch: int, train_loss: float, train_accuracy: float, seconds: float) -> dict:
+    """Step the scheduler, evaluate, and append (and return) epoch ``epoch``'s row of metrics.
+
+    A non-finite training loss skips the evaluation (its test metrics are NaN).
+    """
+    current_lr = state.optimizer.param_groups[0].get("lr", float("nan"))
+    if state.scheduler is not None:
+        state.scheduler.step()
+    if not math.isfinite(train_loss):
+        test_loss, test_accuracy = float("nan"), float("nan")
+    else:
+        test_loss, test_accuracy = evaluate(state.model, state.eval_images, state.eval_labels, state.to_inputs, state.config.precision)
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "test_error": 1.0 - test_accuracy,
+        "seconds": seconds,
+        "elapsed_seconds": state.elapsed_seconds,
+        "grad_evals": state.grad_evals,
+        "lr": float(current_lr),
+    }
+    state.epochs.append(row)
+    return row
+
+
+def checkpoint_if_due(state: RunState, checkpoint_path, checkpoint_every: int | None, epoch: int) -> None:
+    """Save the run's state after every ``checkpoint_every``-th epoch but the last (the record follows it)."""
+    due = checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0
+    if checkpoint_path is not None and due and epoch + 1 < state.config.num_epochs:
+        checkpoints.save_checkpoint(
+            Path(checkpoint_path), state.config, state.model, state.optimizer, state.scheduler, state.generator,
+            state.epochs, state.grad_evals, state.elapsed_seconds, state.device,
+        )
 
 
 def train(
@@ -191,6 +415,7 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = 1,
     on_epoch_end: Callable[[dict], None] | None = None,
+    before_step: Callable[[int, int, torch.nn.Module, torch.optim.Optimizer], None] | None = None,
 ) -> dict:
     """Train ``config`` and return its record (not yet sealed or saved).
 
@@ -199,97 +424,26 @@ def train(
     finds a checkpoint of its configuration there resumes from it; on the CPU the resumed run's metrics
     equal an uninterrupted run's. The checkpoint is left in place: the caller deletes it once the record
     is saved (:func:`optbench.runs.run` does). ``on_epoch_end(row)`` is called with each epoch's metrics,
-    after that epoch's checkpoint.
+    after that epoch's checkpoint. ``before_step(epoch, step, model, optimizer)`` is called before each
+    training step (epoch and step counted from 0, after SVRG's snapshot), to measure the iterate; it must
+    leave the parameters, the optimizer's state and the data generator as it found them.
 
     An epoch whose training or test loss is not finite ends the run with status ``"diverged"`` and its
     ``diverged_epoch``; its non-finite metrics are NaN here (null in the stored JSON).
     """
-    config.validate()
     checkpoints.check_checkpoint_every(checkpoint_every)
-    configure_threads()
-    device = resolve_device(device)
-    dataset, train_images, train_labels, eval_images, eval_labels = prepare_data(config, device)
-    model, optimizer, scheduler, generator = start_run(config, dataset, device)
-
-    epochs: list[dict] = []
-    grad_evals, elapsed, resumed_from = 0, 0.0, None
-    checkpoint = checkpoints.load_checkpoint(Path(checkpoint_path), config) if checkpoint_path is not None else None
-    if checkpoint is not None:
-        try:
-            epochs, grad_evals, elapsed = checkpoints.restore_checkpoint(checkpoint, model, optimizer, scheduler, generator, device)
-            resumed_from = len(epochs)
-        except Exception as error:  # a state that does not fit this code: start over from clean objects
-            warnings.warn(
-                f"ignoring checkpoint {checkpoint_path}: it does not fit the run ({error}); the run starts from scratch",
-                checkpoints.CheckpointWarning, stacklevel=2,
-            )
-            epochs, grad_evals, elapsed = [], 0, 0.0
-            model, optimizer, scheduler, generator = start_run(config, dataset, device)
-        del checkpoint
-    full_gradient = full_gradient_function(
-        model, optimizer, train_images, train_labels, dataset.mean, dataset.std, EVALUATION_BATCH_SIZE
-    )
-
+    state = set_up(config, device, checkpoint_path)
     status, diverged_epoch = "finished", None
-    start_epoch = len(epochs)
-    bar = tqdm(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
+    start_epoch = len(state.epochs)
+    bar = progress_bar(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
                initial=start_epoch, total=config.num_epochs)
     for epoch in bar:
-        model.train()
-        started = time.perf_counter()
-        protocol.call_epoch_hook(optimizer, epoch, config.num_epochs)
-        if protocol.take_snapshot_if_needed(optimizer, full_gradient):
-            grad_evals += len(train_labels)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for index in data.batch_indices(len(train_labels), config.batch_size, generator):
-            index = index.to(device)
-            images = train_images[index]
-            if config.augment:
-                images = data.augment(images, generator)
-            inputs, targets = data.normalize(images, dataset.mean, dataset.std), train_labels[index]
-            outputs = {}
-
-            def compute_loss():
-                outputs["logits"] = model(inputs)
-                return F.cross_entropy(outputs["logits"], targets)
-
-            # the first evaluation's logits are the ones the step's loss was computed from
-            loss = protocol.optimizer_step(optimizer, compute_loss, model)
-            grad_evals += len(index) * protocol.gradient_evaluations_per_step(optimizer)
-            loss_sum += loss.double() * len(index)
-            correct += (outputs["logits"].detach().argmax(dim=1) == targets).sum()
-        seconds = time.perf_counter() - started
-        elapsed += seconds
-        train_loss = loss_sum.item() / len(train_labels)
-        current_lr = optimizer.param_groups[0].get("lr", float("nan"))
-        if scheduler is not None:
-            scheduler.step()
-        if not math.isfinite(train_loss):
-            test_loss, test_accuracy = float("nan"), float("nan")
-        else:
-            test_loss, test_accuracy = evaluate(model, eval_images, eval_labels, dataset.mean, dataset.std)
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+        row = evaluate_epoch(state, epoch, *train_epoch(state, epoch, before_step))
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['test_accuracy']:.3f}")
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
             status, diverged_epoch = "diverged", epoch + 1
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_accuracy": correct.item() / len(train_labels),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "test_error": 1.0 - test_accuracy,
-            "seconds": seconds,
-            "elapsed_seconds": elapsed,
-            "grad_evals": grad_evals,
-            "lr": float(current_lr),
-        }
-        epochs.append(row)
-        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{test_accuracy:.3f}")
-        due = checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0
-        if checkpoint_path is not None and due and status == "finished" and epoch + 1 < config.num_epochs:
-            checkpoints.save_checkpoint(
-                Path(checkpoint_path), config, model, optimizer, scheduler, generator, epochs, grad_evals, elapsed, device
-            )
+        else:
+            checkpoint_if_due(state, checkpoint_path, checkpoint_every, epoch)
         if on_epoch_end is not None:
             on_epoch_end(dict(row))
         if status == "diverged":
@@ -300,8 +454,8 @@ def train(
         "config": config.to_dict(),
         "status": status,
         "diverged_epoch": diverged_epoch,
-        "epochs": epochs,
-        "provenance": {**provenance(device), "resumed_from_epoch": resumed_from},
+        "epochs": state.epochs,
+        "provenance": {**provenance(state.device), "resumed_from_epoch": state.resumed_from},
     }
 
 

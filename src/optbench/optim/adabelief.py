@@ -14,7 +14,10 @@ Weight decay is coupled (L2 added to the gradient) by default: the paper's CIFAR
 adabelief-pytorch 0.0.5, whose default was ``weight_decouple=False``, with weight decay 5e-4 (an L2-sized
 value); the package's later releases (≥ 0.1) default to decoupled decay. ``decoupled_weight_decay=True``
 gives the AdamW-style decay θ ← θ·(1 − lr·weight_decay) (the package's ``fixed_decay=False`` form).
-Rectification (the package's ``rectify``) is not implemented.
+Rectification (the package's ``rectify``) is not implemented. With ``amsgrad=True`` the update is that of
+the package's releases ≥ 0.1 (eps joins s before the maximum is taken); release 0.0.5 took the maximum
+of s without eps and then added eps to the stored maximum at every step, so its maximum creeps up by eps
+per step (the two agree without amsgrad, the default).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ Adam with the squared gradient replaced by a Hutchinson estimate of the Hessian 
     m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·D²
     θ ← θ − lr·( (m/(1−β1^t)) / ((sqrt(v)/sqrt(1−β2^t))^k + eps) + wd·θ )       (decoupled weight decay)
 
-E[z ⊙ Hz] = diag(H); |Hz| is what the paper and its code use. With ``hessian_every = s`` the diagonal is
+E[z ⊙ Hz] = diag(H); |Hz| is what the paper and its code use (``image_classification/optim_adahessian.py``,
+whose update this is; that code has no case for tensors that are neither ≤ 2-D nor 4-D, which here keep
+their elementwise D). With ``hessian_every = s`` the diagonal is
 estimated at steps 0, s, 2s, … and the last D is reused in between (the paper's delayed Hessian update).
 
 Cost. Hz by reverse-over-reverse differentiation costs about two gradients: per convolution, the double

@@ -7,8 +7,15 @@ with the same weights λ_S (SGD) and λ_A (adaptive branch):
     g   = ∇f(θ) + wd·θ                                   (each branch's coupled L2)
     d_S = buf ← μ·buf + g                                 (SGD momentum, first buf = g)
     m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
-    d_A = m / (sqrt(v) + eps)^(2p) ,   η_A = lr·sqrt(1−β2^t)/(1−β1^t)      (Adam: p = 1/2)
+    d_A = m / (sqrt(v)/sqrt(1−β2^t) + eps) ,   η_A = lr/(1−β1^t)          (torch's Adam)
     θ ← θ − (λ_S·lr + λ_A·η_A) · (λ_S·d_S + λ_A·d_A)
+
+This is the authors' code (GitHub nicolalandro/Padam, ``MAS/adam_sgd_mix.py``, class AdamSGDWeighted;
+report 002 cites it). PADAM-SGD (:mod:`.padam_sgd`) writes its adaptive branch in Padam's form instead,
+d_A = m/(sqrt(v)+eps)^(2p) with η_A = lr·sqrt(1−β2^t)/(1−β1^t): alone (λ_A = 1) the two forms of Adam are
+the same step up to where eps sits, but mixed they are not, because η_A also scales the SGD direction and
+λ_A·d_A is added to λ_S·d_S. PADAM-SGD with p = 1/2 is therefore not ATMO. One step from θ = 1 on the loss
+θ (lr 0.01, μ 0.95, weights 0.5/0.5, no weight decay) moves θ by −0.030250 in ATMO, −0.013696 in that form.
 
 Weights are either constant (``sgd_weight``, ``adam_weight``) or dynamic: at the start of epoch e (from 0)
 λ_A = max(0, 1 − e/E), λ_S = 1 − λ_A, so training moves from Adam to pure SGD momentum over E epochs
@@ -24,7 +31,9 @@ On CPU the optimizer also keeps one parameter-sized work buffer (not part of the
 instead of 9–12 foreach passes.
 
 :class:`MixedOptimizer` holds the mixing, the SGD branch and the weight schedule; subclasses only supply
-the adaptive branch (ATMO and PADAM-SGD: Adam/Padam, :mod:`.padam_sgd`; AdaSGD: AdaHessian, :mod:`.adasgd`).
+the adaptive branch; :class:`MomentMixedOptimizer` adds Adam's moments and the fused path for ATMO and
+PADAM-SGD (:mod:`.padam_sgd`), which differ only in :meth:`~MomentMixedOptimizer.adaptive_form`; AdaSGD
+(:mod:`.adasgd`) mixes in AdaHessian.
 """
 
 from __future__ import annotations
@@ -88,6 +97,16 @@ class AdaptiveDirection:
     numerators: list[torch.Tensor]
     denominators: list[torch.Tensor]
     decay: float = 0.0
+
+
+@dataclass
+class AdaptiveForm:
+    """d_A = scale·m/(sqrt(v̂) + eps)^exponent with step size η_A = ``step_size``, at one step."""
+
+    step_size: float
+    scale: float
+    eps: float
+    exponent: float
 
 
 class MixedOptimizer(torch.optim.Optimizer):
@@ -211,40 +230,24 @@ class MixedOptimizer(torch.optim.Optimizer):
             )
 
 
-class ATMO(MixedOptimizer):
-    """ATMO (Landro et al. 2021): Adam (p = 1/2, no AMSGrad max) mixed with SGD momentum; see the module doc.
+class MomentMixedOptimizer(MixedOptimizer):
+    """A :class:`MixedOptimizer` whose adaptive branch keeps Adam's moments (ATMO and PADAM-SGD).
 
-    :class:`~optbench.optim.padam_sgd.PadamSGD` is the same optimizer with Padam's partial power p and
-    optional AMSGrad max; ATMO is PADAM-SGD with p = 1/2.
+    m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², v̂ = v or, with ``amsgrad``, max(v̂, v); the branch's
+    direction is scale·m/(sqrt(v̂) + eps)^exponent with step size η_A, where :meth:`adaptive_form` gives
+    the four numbers of each step (which is where the bias corrections go). ``fused=True`` runs steps with
+    λ_A > 0 in one compiled kernel.
     """
 
-    def __init__(
-        self,
-        params,
-        lr: float = 0.01,
-        momentum: float = 0.95,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 5e-4,
-        sgd_weight: float = 0.5,
-        adam_weight: float = 0.5,
-        dynamic_weights: bool = False,
-        dynamic_epochs: int | None = None,
-        *,
-        p: float = 0.5,
-        amsgrad: bool = False,
-        fused: bool = False,
-    ):
-        if not is_number(p) or not 0.0 < p <= 0.5:
-            raise ValueError(f"invalid p {p!r}: p must lie in (0, 1/2]")
+    def __init__(self, params, defaults: dict):
+        amsgrad = defaults["amsgrad"]
         if not isinstance(amsgrad, bool):
             raise ValueError(f"invalid amsgrad {amsgrad!r}: amsgrad must be True or False")
-        defaults = dict(
-            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
-            weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
-            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
-        )
         super().__init__(params, defaults)
+
+    def adaptive_form(self, group: dict, step: int) -> AdaptiveForm:
+        """Step size, scale, eps and exponent of the adaptive branch at step ``step`` (from 1)."""
+        raise NotImplementedError
 
     def add_param_group(self, param_group: dict) -> None:
         # checked before torch appends the group, so a bad group leaves the optimizer unchanged
@@ -262,18 +265,18 @@ class ATMO(MixedOptimizer):
         beta1, beta2 = group["betas"]
         lr, momentum = group["lr"], group["momentum"]
         sgd_weight, adam_weight = group["sgd_weight"], group["adam_weight"]
-        adam_step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        merged_lr = sgd_weight * lr + adam_weight * adam_step_size
+        form = self.adaptive_form(group, step)
+        merged_lr = sgd_weight * lr + adam_weight * form.step_size
         maxima = []
         if group["amsgrad"]:
             maxima = [state.setdefault("max_exp_avg_sq", state["exp_avg_sq"].clone()) for state in states]
         fused.mixed_update(
             params, [p.grad for p in params], [state["momentum_average"] for state in states],
             [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], maxima,
-            momentum=momentum, beta1=beta1, beta2=beta2, eps=group["eps"], exponent=2.0 * group["p"],
+            momentum=momentum, beta1=beta1, beta2=beta2, eps=form.eps, exponent=form.exponent,
             weight_decay=group["weight_decay"],
             sgd_coefficient=-merged_lr * sgd_weight / (1.0 - momentum),
-            adam_coefficient=-merged_lr * adam_weight,
+            adam_coefficient=-merged_lr * adam_weight * form.scale,
         )
 
     def init_state(self, group, param, state):
@@ -297,12 +300,56 @@ class ATMO(MixedOptimizer):
                 maxima.append(state.setdefault("max_exp_avg_sq", state["exp_avg_sq"].clone()))
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             second_moments = maxima
+        form = self.adaptive_form(group, step)
         # the decayed gradients are spent: their scratch can hold the denominators
         denominators = sqrt_into(scratch, second_moments)
-        torch._foreach_add_(denominators, group["eps"])
-        power_(denominators, 2.0 * group["p"])
-        step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        return AdaptiveDirection(step_size=step_size, scale=1.0, numerators=exp_avgs, denominators=denominators)
+        torch._foreach_add_(denominators, form.eps)
+        power_(denominators, form.exponent)
+        return AdaptiveDirection(step_size=form.step_size, scale=form.scale, numerators=exp_avgs,
+                                 denominators=denominators)
+
+
+class ATMO(MomentMixedOptimizer):
+    """ATMO (Landro et al. 2021) as the authors' ``AdamSGDWeighted``: Adam mixed with SGD momentum.
+
+    The Adam branch is torch's Adam: d_A = m/(sqrt(v̂)/sqrt(bc2) + eps), η_A = lr/bc1 (see the module doc).
+    It is computed as sqrt(bc2)·m/(sqrt(v̂) + eps·sqrt(bc2)), the same number, so that the bias correction
+    costs no pass over the parameters. ``amsgrad=True`` (off by default, as in the authors' code) uses the
+    running maximum v̂ of v.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.01,
+        momentum: float = 0.95,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 5e-4,
+        sgd_weight: float = 0.5,
+        adam_weight: float = 0.5,
+        dynamic_weights: bool = False,
+        dynamic_epochs: int | None = None,
+        *,
+        amsgrad: bool = False,
+        fused: bool = False,
+    ):
+        defaults = dict(
+            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
+            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, amsgrad=amsgrad, fused=fused,
+        )
+        super().__init__(params, defaults)
+
+    def adaptive_form(self, group, step):
+        beta1, beta2 = group["betas"]
+        root_bias_correction2 = math.sqrt(1.0 - beta2**step)
+        return AdaptiveForm(
+            step_size=group["lr"] / (1.0 - beta1**step),
+            scale=root_bias_correction2,
+            eps=group["eps"] * root_bias_correction2,
+            exponent=1.0,
+        )
 
 
 register(

@@ -107,10 +107,11 @@ def _padam_kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_si
 
 def _mixed_kernel(params, grads, momentum_averages, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, scalars, *,
                   square_roots: int | None):
-    """ATMO's step (see :mod:`.atmo`) with the adaptive branch on (λ_A > 0):
+    """An ATMO or PADAM-SGD step (see :mod:`.atmo`) with the adaptive branch on (λ_A > 0):
 
     a ← a + (1−μ)·(d − a);  θ ← θ + c_S·a + c_A·m/(sqrt(v̂)+eps)^(2p), with
-    scalars = (1−β1, β2, 1−β2, eps, 2p, wd, 1−μ, c_S, c_A).
+    scalars = (1−β1, β2, 1−β2, eps, 2p, wd, 1−μ, c_S, c_A). ATMO passes eps·sqrt(bc2) as eps, p = 1/2 and its
+    sqrt(bc2) inside c_A, which is its m/(sqrt(v̂)/sqrt(bc2) + eps).
     """
     for index, param in enumerate(params):
         decayed = grads[index] + param * scalars[5]
@@ -164,7 +165,11 @@ def padam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_siz
 def mixed_update(params, grads, momentum_averages, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, momentum: float,
                  beta1: float, beta2: float, eps: float, exponent: float, weight_decay: float,
                  sgd_coefficient: float, adam_coefficient: float) -> None:
-    """One fused ATMO/PADAM-SGD update in place, λ_A > 0 (``max_exp_avg_sqs`` empty: no max)."""
+    """One fused ATMO/PADAM-SGD update in place, λ_A > 0 (``max_exp_avg_sqs`` empty: no max).
+
+    ``eps`` and ``adam_coefficient`` are the step's (:meth:`~.atmo.MomentMixedOptimizer.adaptive_form`):
+    they change every step without recompiling.
+    """
     _check_uniform(params)
     scalars = _scalar_tensor(
         [1.0 - beta1, beta2, 1.0 - beta2, eps, exponent, weight_decay, 1.0 - momentum, sgd_coefficient,

@@ -16,6 +16,11 @@ inner learning rates) and forwards the training-loop protocol of :mod:`optbench.
 ``uses_closure``).
 ``state`` holds the slow weights only; the inner state is ``optimizer.optimizer.state``.
 
+This is the update of the authors' ``lookahead_pytorch.py`` (michaelrzhang/lookahead) with
+``pullback_momentum="none"``; their default alpha is 0.8 where the paper's, and ours, is 0.5, their
+``"reset"``/``"pullback"`` treatments of an inner momentum buffer are not implemented, and their
+``state_dict`` leaves out the slow weights, which ours keeps.
+
 Compared with ``torch_optimizer.Lookahead`` (0.3.0), which creates φ lazily after the first inner step and
 synchronises after inner steps 1, k+1, 2k+1, ..., this class follows the paper: φ = θ_0 and synchronisation
 after steps k, 2k, ...

@@ -1,4 +1,5 @@
-"""PADAM-SGD: Padam mixed with SGD momentum (Landro, Gallo & La Grassa 2021, official code nicolalandro/Padam).
+"""PADAM-SGD: Padam mixed with SGD momentum (Landro, Gallo & La Grassa 2021, official code nicolalandro/Padam,
+``MAS/padam_sgd_mix.py``, class PadamSGDWeighted).
 
 ATMO's mixing (see :mod:`.atmo`) with Padam's partially adaptive direction (Chen & Gu 2018):
 
@@ -6,17 +7,21 @@ ATMO's mixing (see :mod:`.atmo`) with Padam's partially adaptive direction (Chen
     θ ← θ − (λ_S·lr + λ_A·η_A) · (λ_S·d_S + λ_A·d_A)
 
 with v̂ = v, or v̂ = max(v̂, v) with ``amsgrad=True`` (off by default, as in the authors' PADAM-SGD code).
-p = 1/2 without the max is ATMO.
+The bias corrections sit as in Padam, not as in ATMO's Adam branch, so p = 1/2 is not ATMO once the
+branches are mixed (the authors' two classes differ the same way); with λ_A = 1 it is Adam with
+eps·sqrt(1−β2^t) in place of eps.
 """
 
 from __future__ import annotations
 
-from .atmo import ATMO
+import math
+
+from .atmo import AdaptiveForm, MomentMixedOptimizer, is_number
 from .registry import register
 
 
-class PadamSGD(ATMO):
-    """PADAM-SGD: ATMO with Padam's partial power ``p`` in (0, 1/2] and an optional AMSGrad max."""
+class PadamSGD(MomentMixedOptimizer):
+    """PADAM-SGD: SGD momentum mixed with Padam of partial power ``p`` in (0, 1/2], optional AMSGrad max."""
 
     def __init__(
         self,
@@ -34,10 +39,22 @@ class PadamSGD(ATMO):
         amsgrad: bool = False,
         fused: bool = False,
     ):
-        super().__init__(
-            params, lr=lr, momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
-            sgd_weight=sgd_weight, adam_weight=adam_weight, dynamic_weights=dynamic_weights,
-            dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
+        if not is_number(p) or not 0.0 < p <= 0.5:
+            raise ValueError(f"invalid p {p!r}: p must lie in (0, 1/2]")
+        defaults = dict(
+            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
+            dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
+        )
+        super().__init__(params, defaults)
+
+    def adaptive_form(self, group, step):
+        beta1, beta2 = group["betas"]
+        return AdaptiveForm(
+            step_size=group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step),
+            scale=1.0,
+            eps=group["eps"],
+            exponent=2.0 * group["p"],
         )
 
 

@@ -8,10 +8,13 @@ what is allowed, before any parameter is touched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
+
+from ..checks import check_finite
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ def default_hyperparameters(name: str) -> dict[str, Any]:
 def resolve_hyperparameters(name: str, **hyperparameters: Any) -> dict[str, Any]:
     """Defaults of ``name`` updated with ``hyperparameters``, after checking names and common values.
 
-    Checks every value that all optimizers share (``lr`` > 0; ``eps``, ``weight_decay``, ``momentum`` ≥ 0;
-    each beta in [0, 1)); the optimizers check their own parameters in their constructors.
+    Checks every value that several optimizers share (every number finite; ``lr`` > 0; ``momentum`` and each
+    beta in [0, 1); ``dampening`` in [0, 1]; ``eps`` and ``weight_decay`` ≥ 0); the optimizers check their
+    own parameters in their constructors (torch.optim's included), which :class:`~optbench.config.RunConfig`
+    runs on a dummy tensor before anything trains.
     """
     known = spec(name)
     allowed = set(known.defaults) | set(known.extra_hyperparameters)
@@ -89,27 +94,49 @@ def resolve_hyperparameters(name: str, **hyperparameters: Any) -> dict[str, Any]
             f"allowed: {', '.join(sorted(allowed))}"
         )
     resolved = {**known.defaults, **hyperparameters}
-    check_common_hyperparameters(resolved)
+    try:
+        check_common_hyperparameters(resolved)
+    except ValueError as error:
+        raise ValueError(f"{error} (optimizer {name!r})") from None
     return resolved
 
 
+#: ranges of hyperparameters that several optimizers share: name → (lowest, highest, highest included, as said)
+SHARED_RANGES = {
+    "momentum": (0.0, 1.0, False, "in [0, 1)"),
+    "dampening": (0.0, 1.0, True, "in [0, 1]"),
+    "eps": (0.0, math.inf, False, ">= 0"),
+    "weight_decay": (0.0, math.inf, False, ">= 0"),
+}
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_common_hyperparameters(hyperparameters: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for an invalid lr, eps, weight decay, momentum or betas."""
+    """Raise ``ValueError`` for a non-finite number, or an invalid lr, momentum, dampening, eps, weight decay or betas.
+
+    Every optimizer that has one of these gets the same check, before its constructor's own (torch.optim's
+    checks among them) runs.
+    """
+    for key, value in hyperparameters.items():
+        check_finite(key, value)
     if "lr" in hyperparameters:
         lr = hyperparameters["lr"]
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        if not _is_real(lr) or not lr > 0:
             raise ValueError(f"invalid lr {lr!r}: the learning rate must be a number > 0")
-    for key in ("eps", "weight_decay", "momentum"):
+    for key, (lowest, highest, highest_included, allowed) in SHARED_RANGES.items():
         if key in hyperparameters:
             value = hyperparameters[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"invalid {key} {value!r}: {key} must be a number >= 0")
+            if not _is_real(value) or not (lowest <= value and (value <= highest if highest_included else value < highest)):
+                raise ValueError(f"invalid {key} {value!r}: {key} must be a number {allowed}")
     if "betas" in hyperparameters:
         betas = hyperparameters["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
         for index, beta in enumerate(betas):
-            if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+            if not _is_real(beta) or not 0.0 <= beta < 1.0:
                 raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
 
 

@@ -13,6 +13,19 @@ into the parameters and calls the closure, which re-evaluates the same batch (Ba
 statistics frozen). The order follows the paper's Algorithm 1 (a_{t+1} = c·η_t² uses the step size of
 the move from θ_t to θ_{t+1}). There is no learning rate: k scales the step, w bounds it at the start and
 c sets how fast the momentum forgets.
+
+Deliberate deviations from the official code (google-research ``storm_optimizer``, TensorFlow), which
+this class follows only in working per coordinate and in capping a at 1. Where the two differ, this class
+is the paper's Algorithm 1, which report 003 implemented (its Algorithm 2):
+
+* a_t: the official code computes η_t first (its sum already holds g_t²) and uses a_t = min(1, c·η_t²);
+  the paper uses the previous step size, a_t = min(1, c·η_{t−1}²). This is the difference that matters:
+  it changes every step where c·η² < 1 (with the official defaults k = 1, w = 10, c = 100 only once a
+  coordinate's sum of squared gradients passes 990).
+* d_1: the official code starts from d_0 = 0 and θ_0 = θ_1, so d_1 = a_1·g_1; the paper sets d_1 = g_1
+  (equal whenever a_1 = 1).
+* the official code also clips d_t to ±max(g_max, largest ‖g‖ seen) per tensor and starts the sum of
+  squares at g_max³ (g_max = 0.01): a cap that rarely binds and a term of 1e-6 beside w.
 """
 
 from __future__ import annotations

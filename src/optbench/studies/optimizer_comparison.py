@@ -1,9 +1,11 @@
-"""Study 1: optimizer comparison on ResNet-18 (reports 000 and 004).
+"""Study 1: optimizer comparison on ResNet-18 (reports 000 and 004) — the worked example of a chapter.
 
 Protocol A ("as reported"): report 000's uniform lr for every optimizer, Padam with its own settings.
-Protocol B ("fair"): each optimizer's lr chosen on a held-out validation split from a log grid, then
-rerun with every seed. The report-004 experiment: a fully connected network, Adam with scheduled betas
-against Adam, RMSprop and AdaGrad at their torch.optim default learning rates.
+Protocol B ("fair"): each optimizer's lr chosen from a log grid by the mean final validation accuracy over
+the selection seeds, on a held-out split of the training set, then rerun with every seed. The report-004
+experiment: a fully connected network, Adam with scheduled betas against Adam, RMSprop and AdaGrad at
+their torch.optim default learning rates. Cost is measured by interleaved step timing
+(:mod:`optbench.timing`). Claims C1–C10 are decided by :mod:`optbench.verdicts`.
 """
 
 from __future__ import annotations
@@ -14,67 +16,75 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import data, optim
+from .. import optim, styles
 from ..config import RunConfig
-from ..statistics import mean_interval
+from ..verdicts import LEVEL, Claim, all_of, decide_above, decide_best, decide_equivalent, decide_greater, not_testable
+from . import Study
+from ..statistics import format_number
+from .common import RunGroups, all_configs, ranking, seed_values, select_by_mean
+from .common import check_list, describe_points, describe_ratio, is_positive_number, is_seed
 
-#: display label → registry name, in the chapter's order
-OPTIMIZERS = {
-    "SGD+momentum": "sgd",
-    "Adam": "adam",
-    "AdamW": "adamw",
-    "Nadam": "nadam",
-    "AMSGrad": "amsgrad",
-    "Padam": "padam",
-    "RAdam": "radam",
-    "AdaBelief": "adabelief",
-    "Lookahead(Adam)": "lookahead",
-    "Adam (scheduled betas)": "adam_scheduled_betas",
-    "AdaGrad": "adagrad",
-    "RMSprop": "rmsprop",
-}
-#: the five optimizers of report 000's first part
-REPORT_000 = ("SGD+momentum", "Adam", "AdamW", "Nadam", "AMSGrad")
-FC_OPTIMIZERS = ("Adam (scheduled betas)", "Adam", "RMSprop", "AdaGrad")
+#: registry names in the chapter's order
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "amsgrad", "padam", "radam", "adabelief", "lookahead",
+              "adam_scheduled_betas", "adagrad", "rmsprop")
+#: the five optimizers of report 000's first part; Padam came in its second part
+REPORT_000 = ("sgd", "adam", "adamw", "nadam", "amsgrad")
+FC_OPTIMIZERS = ("adam_scheduled_betas", "adam", "rmsprop", "adagrad")
+#: C8's "markedly": Padam's time per epoch at least this ratio of each other optimizer's
+MARKEDLY = 1.10
+#: C9's "comparable": final test accuracies within this many percentage points
+COMPARABLE_POINTS = 2.0
 
 
 @dataclass
 class Settings:
-    """The study's parameters (the notebook's parameters cell, validated)."""
+    """The chapter's parameters; the defaults are the notebook's parameters cell (the ``default`` profile's scale)."""
 
     dataset: str = "digits"
-    image_size: int | None = 16
+    image_size: int | None = None
     model_width: float = 0.125
     num_epochs: int = 6
     batch_size: int = 128
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     max_train_examples: int | None = None
     augment: bool = False
+    #: protocol A's learning rate for every optimizer but Padam
     uniform_lr: float = 0.001
-    sgd_momentum: float = 0.9
-    adamw_weight_decay: float = 1e-4
-    padam_lr: float = 0.1
-    padam_p: float = 0.125
-    padam_weight_decay: float = 5e-4
-    lr_grid: list = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
+    #: report 000's settings besides the lr, by registry name (Padam's include its own lr)
+    hyperparameters: dict = field(default_factory=lambda: {
+        "sgd": {"momentum": 0.9}, "adamw": {"weight_decay": 0.0001}, "padam": {"lr": 0.1, "p": 0.125, "weight_decay": 0.0005}})
+    lr_grid: list = field(default_factory=lambda: [0.001, 0.01, 0.1])
+    #: protocol B picks each lr by the mean validation accuracy over these seeds
+    selection_seeds: list = field(default_factory=lambda: [0, 1])
     validation_fraction: float = 0.2
     fc_hidden_sizes: list = field(default_factory=lambda: [256, 128])
     fc_num_epochs: int = 10
     fc_batch_size: int = 64
+    #: rounds of the interleaved step timing behind the cost claims
+    timing_rounds: int = 5
 
     def __post_init__(self):
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise ValueError(f"invalid seeds {self.seeds!r}: give a non-empty list of integers >= 0")
-        if not isinstance(self.lr_grid, (list, tuple)) or not self.lr_grid:
-            raise ValueError(f"invalid lr_grid {self.lr_grid!r}: give a non-empty list of learning rates > 0")
-        for lr in self.lr_grid:
-            if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-                raise ValueError(f"invalid lr_grid {self.lr_grid!r}: every learning rate must be a number > 0, got {lr!r}")
-        for seed in self.seeds:
-            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-                raise ValueError(f"invalid seeds {self.seeds!r}: every seed must be an integer >= 0, got {seed!r}")
-        if not 0.0 < self.validation_fraction < 1.0:
+        check_list("seeds", self.seeds, is_seed, "integers >= 0")
+        check_list("selection_seeds", self.selection_seeds, is_seed, "integers >= 0")
+        if len(set(self.selection_seeds)) < 2:
+            raise ValueError(f"invalid selection_seeds {self.selection_seeds!r}: give at least two different seeds, so that "
+                             "the chosen learning rate does not rest on one seed's luck")
+        check_list("lr_grid", self.lr_grid, is_positive_number, "a finite number > 0")
+        if not is_positive_number(self.uniform_lr):
+            raise ValueError(f"invalid uniform_lr {self.uniform_lr!r}: it must be a finite number > 0")
+        if not isinstance(self.validation_fraction, (int, float)) or not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
+        if not isinstance(self.timing_rounds, int) or isinstance(self.timing_rounds, bool) or self.timing_rounds < 2:
+            raise ValueError(f"invalid timing_rounds {self.timing_rounds!r}: it must be an integer >= 2 (rounds give the timing noise)")
+        if not isinstance(self.hyperparameters, dict):
+            raise ValueError(f"invalid hyperparameters {self.hyperparameters!r}: give a mapping from optimizer name to its settings")
+        unknown = sorted(set(self.hyperparameters) - set(OPTIMIZERS))
+        if unknown:
+            raise ValueError(f"invalid hyperparameters: unknown optimizer(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(OPTIMIZERS)}")
+        for name, values in self.hyperparameters.items():
+            if not isinstance(values, dict):
+                raise ValueError(f"invalid hyperparameters[{name!r}] {values!r}: give a mapping such as {{'momentum': 0.9}}")
+            optim.resolve_hyperparameters(name, **values)
 
     def base(self) -> dict:
         return {
@@ -83,250 +93,268 @@ class Settings:
             "batch_size": self.batch_size, "augment": self.augment, "max_train_examples": self.max_train_examples,
         }
 
-    def protocol_a_hyperparameters(self, label: str) -> dict:
+    def protocol_a_hyperparameters(self, name: str) -> dict:
         """Report 000's settings: one lr for all, SGD momentum 0.9, AdamW wd 1e-4, Padam its own settings."""
-        name = OPTIMIZERS[label]
-        if name == "padam":
-            return {"lr": self.padam_lr, "p": self.padam_p, "weight_decay": self.padam_weight_decay}
-        hyperparameters = {"lr": self.uniform_lr}
-        if name == "sgd":
-            hyperparameters["momentum"] = self.sgd_momentum
-        if name == "adamw":
-            hyperparameters["weight_decay"] = self.adamw_weight_decay
-        return hyperparameters
+        return {"lr": self.uniform_lr, **self.hyperparameters.get(name, {})}
 
 
-def protocol_a(settings: Settings) -> dict[str, list[RunConfig]]:
+def protocol_a(settings: Settings) -> RunGroups:
     """Protocol A's configurations per optimizer label (one per seed)."""
     return {
-        label: [RunConfig(optimizer=name, seed=seed, hyperparameters=settings.protocol_a_hyperparameters(label), **settings.base())
-                for seed in settings.seeds]
-        for label, name in OPTIMIZERS.items()
+        styles.label(name): [RunConfig(optimizer=name, seed=seed, hyperparameters=settings.protocol_a_hyperparameters(name), **settings.base())
+                             for seed in settings.seeds]
+        for name in OPTIMIZERS
     }
 
 
-def selection_grid(settings: Settings) -> dict[str, list[RunConfig]]:
-    """Protocol B's selection runs: every lr of the grid on the validation split, first seed only."""
-    grid = {}
-    for label, name in OPTIMIZERS.items():
-        fixed = {key: value for key, value in settings.protocol_a_hyperparameters(label).items() if key != "lr"}
-        grid[label] = [
-            RunConfig(optimizer=name, seed=settings.seeds[0], validation_fraction=settings.validation_fraction,
-                      hyperparameters={**fixed, "lr": lr}, **settings.base())
-            for lr in settings.lr_grid
-        ]
-    return grid
+def selection_grid(settings: Settings) -> dict[float, RunGroups]:
+    """Protocol B's selection runs, per lr of the grid: every optimizer on the validation split, each selection seed."""
+    return {
+        lr: {
+            styles.label(name): [RunConfig(optimizer=name, seed=seed, validation_fraction=settings.validation_fraction,
+                                           hyperparameters={**settings.protocol_a_hyperparameters(name), "lr": lr}, **settings.base())
+                                 for seed in settings.selection_seeds]
+            for name in OPTIMIZERS
+        }
+        for lr in settings.lr_grid
+    }
 
 
-def select_learning_rates(selection: pd.DataFrame) -> pd.DataFrame:
-    """Per optimizer, the lr with the highest final validation accuracy (ties: lower validation loss).
-
-    Diverged runs are never selected.
-    """
-    final = selection.sort_values("epoch").groupby("run_id").tail(1)
-    final = final.assign(
-        score_accuracy=final["test_accuracy"].where(final["status"] == "finished", -math.inf),
-        score_loss=final["test_loss"].where(final["status"] == "finished", math.inf),
-    )
-    best = final.sort_values(["label", "score_accuracy", "score_loss"], ascending=[True, False, True]).groupby("label").head(1)
-    return best[["label", "lr", "test_accuracy", "test_loss"]].rename(
-        columns={"test_accuracy": "validation_accuracy", "test_loss": "validation_loss"}
-    ).set_index("label")
-
-
-def protocol_b(settings: Settings, chosen_lr: dict[str, float]) -> dict[str, list[RunConfig]]:
+def protocol_b(settings: Settings, chosen_lr: dict[str, float]) -> RunGroups:
     """Protocol B's final runs: each optimizer at its chosen lr, every seed, evaluated on the test set."""
-    runs = {}
-    for label, name in OPTIMIZERS.items():
-        hyperparameters = {**settings.protocol_a_hyperparameters(label), "lr": chosen_lr[label]}
-        runs[label] = [RunConfig(optimizer=name, seed=seed, hyperparameters=hyperparameters, **settings.base()) for seed in settings.seeds]
-    return runs
+    groups = {}
+    for name in OPTIMIZERS:
+        label = styles.label(name)
+        hyperparameters = {**settings.protocol_a_hyperparameters(name), "lr": chosen_lr[label]}
+        groups[label] = [RunConfig(optimizer=name, seed=seed, hyperparameters=hyperparameters, **settings.base()) for seed in settings.seeds]
+    return groups
 
 
-def fully_connected(settings: Settings) -> dict[str, list[RunConfig]]:
+def fully_connected(settings: Settings) -> RunGroups:
     """Report 004's experiment: a fully connected network, each optimizer at its torch.optim default lr."""
     return {
-        label: [RunConfig(optimizer=OPTIMIZERS[label], seed=seed, dataset=settings.dataset, image_size=None, model="mlp",
-                          model_options={"hidden_sizes": list(settings.fc_hidden_sizes)}, num_epochs=settings.fc_num_epochs,
-                          batch_size=settings.fc_batch_size, max_train_examples=settings.max_train_examples)
-                for seed in settings.seeds]
-        for label in FC_OPTIMIZERS
+        styles.label(name): [RunConfig(optimizer=name, seed=seed, dataset=settings.dataset, image_size=settings.image_size, model="mlp",
+                                       model_options={"hidden_sizes": list(settings.fc_hidden_sizes)}, num_epochs=settings.fc_num_epochs,
+                                       batch_size=settings.fc_batch_size, max_train_examples=settings.max_train_examples)
+                             for seed in settings.seeds]
+        for name in FC_OPTIMIZERS
     }
 
 
-def all_configs(groups: dict[str, list[RunConfig]]) -> list[RunConfig]:
-    return [config for configs in groups.values() for config in configs]
+def planned_runs(settings: Settings) -> list[RunConfig]:
+    """Every configuration known before training (protocol B's final runs depend on the selection)."""
+    selection = [config for groups in selection_grid(settings).values() for config in all_configs(groups)]
+    return all_configs(protocol_a(settings)) + selection + all_configs(fully_connected(settings))
 
 
-def label_frame(frame: pd.DataFrame, groups: dict[str, list[RunConfig]], protocol: str | None = None) -> pd.DataFrame:
-    """Add the optimizer's display ``label`` (and ``protocol``) to a store DataFrame of these runs."""
-    labels = {config.run_id: label for label, configs in groups.items() for config in configs}
-    frame = frame[frame["run_id"].isin(labels)].assign(label=lambda df: df["run_id"].map(labels))
-    order = {label: index for index, label in enumerate(groups)}
-    frame = frame.sort_values(["label", "seed", "epoch"], key=lambda column: column.map(order) if column.name == "label" else column)
-    return frame.assign(protocol=protocol) if protocol is not None else frame
+def timing_configs(settings: Settings) -> dict[str, RunConfig]:
+    """What the cost comparison times: protocol A's configuration of each optimizer, first seed."""
+    return {label: configs[0] for label, configs in protocol_a(settings).items()}
 
 
-# ---- summaries -------------------------------------------------------------------------------------
-
-def per_run_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: final and best test accuracy, epoch of best, seconds per epoch, test-error variation."""
+def selection_table(selection_runs: pd.DataFrame, chosen: pd.DataFrame, lr_grid: list[float]) -> pd.DataFrame:
+    """Protocol B's selection as text: per optimizer, the mean final validation accuracy (%) over the selection
+    seeds of each lr ("diverged" where a run diverged), and the chosen lr."""
     rows = []
-    for run_id, run in frame.groupby("run_id", sort=False):
-        run = run.sort_values("epoch")
-        accuracy = run["test_accuracy"].to_numpy()
-        finite = np.isfinite(accuracy)
-        best_index = int(np.nanargmax(np.where(finite, accuracy, -np.inf))) if finite.any() else 0
-        error = run["test_error"].to_numpy()
-        second_half = error[len(error) // 2:]
-        rows.append({
-            "run_id": run_id,
-            "label": run["label"].iloc[0],
-            "seed": run["seed"].iloc[0],
-            "status": run["status"].iloc[0],
-            "final_accuracy": accuracy[-1],
-            "best_accuracy": accuracy[best_index],
-            "best_epoch": int(run["epoch"].iloc[best_index]),
-            # the median resists the odd epoch slowed by other work on a shared machine
-            "seconds_per_epoch": float(run["seconds"].median()),
-            "final_train_loss": float(run["train_loss"].iloc[-1]),
-            "first_train_loss": float(run["train_loss"].iloc[0]),
-            # mean absolute epoch-to-epoch change of the test error over the second half: oscillation
-            "test_error_variation": float(np.mean(np.abs(np.diff(second_half)))) if len(second_half) > 1 else math.nan,
-        })
+    for label in chosen.index:
+        row = {"optimizer": label}
+        for lr in lr_grid:
+            runs = selection_runs[(selection_runs["label"] == label) & (selection_runs["lr"] == lr)]
+            row[f"lr {lr:g} (%)"] = "diverged" if (runs["status"] == "diverged").any() else format_number(100 * runs["final_accuracy"].mean())
+        row["chosen lr"] = f"{chosen.loc[label, 'lr']:g}"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-SUMMARY_METRICS = {
-    "final_accuracy": "final test accuracy",
-    "best_accuracy": "best test accuracy",
-    "best_epoch": "epoch of best",
-    "seconds_per_epoch": "seconds per epoch",
-}
+def rank_table(table_a: pd.DataFrame, table_b: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Ranks by mean final test accuracy under both protocols (1 = best) with the accuracies, sorted by protocol B."""
+    ranking_a, ranking_b = ranking(table_a), ranking(table_b)
+    order = list(table_a.index)
+    return pd.DataFrame({
+        "optimizer": order,
+        "rank A": [ranking_a.index(label) + 1 for label in order],
+        "final accuracy A (%)": [format_number(100 * table_a.loc[label, "final_accuracy"]) for label in order],
+        "rank B": [ranking_b.index(label) + 1 for label in order],
+        "final accuracy B (%)": [format_number(100 * table_b.loc[label, "final_accuracy"]) for label in order],
+        "learning rate B": [f"{chosen.loc[label, 'lr']:g}" for label in order],
+    }).sort_values("rank B", kind="stable")
 
 
-def results_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Mean, interval half-width per optimizer for each summary metric (columns ``<metric>`` and ``<metric>_ci``)."""
-    rows = []
-    for label in order:
-        group = runs[runs["label"] == label]
-        row = {"optimizer": label, "diverged runs": int((group["status"] == "diverged").sum())}
-        for metric in SUMMARY_METRICS:
-            mean, low, high = mean_interval(group[metric])
-            row[metric] = mean
-            row[f"{metric}_ci"] = (high - low) / 2 if math.isfinite(low) else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("optimizer")
+def reported_table(table_a: pd.DataFrame, table_b: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Report 000's accuracy statement beside this build's final test accuracies, each column headed by its scale."""
+    scale = f"{settings.dataset}, width ×{settings.model_width:g}, {settings.num_epochs} epochs"
+    return pd.DataFrame({
+        "optimizer": [styles.label(name) for name in OPTIMIZERS],
+        "reported (report 000: CIFAR-10, full ResNet-18, 200 epochs)": [
+            "about 75–80%" if name in REPORT_000 + ("padam",) else "not run" for name in OPTIMIZERS],
+        f"this run, protocol A ({scale})": [f"{format_number(100 * table_a.loc[styles.label(name), 'final_accuracy'])}%" for name in OPTIMIZERS],
+        f"this run, protocol B ({scale})": [f"{format_number(100 * table_b.loc[styles.label(name), 'final_accuracy'])}%" for name in OPTIMIZERS],
+    })
 
 
-def ranking(table: pd.DataFrame) -> list[str]:
-    """Optimizers by mean final test accuracy, best first."""
-    return list(table["final_accuracy"].sort_values(ascending=False, kind="stable").index)
+def workload_table(frame_b: pd.DataFrame, frame_fc: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The chapter's workloads for the summary's performance profiles: ResNet-18 at protocol B (each optimizer at
+    its chosen lr, the fairest comparison) and report 004's fully connected network, one row per run
+    (:func:`optbench.chapter_results.workload_runs`, each with its default target)."""
+    from ..chapter_results import workload_runs
+
+    resnet = f"ResNet-18 ×{settings.model_width:g} on {settings.dataset}"
+    fully_connected = f"fully connected {list(settings.fc_hidden_sizes)} on {settings.dataset}"
+    return pd.concat([workload_runs(frame_b, resnet), workload_runs(frame_fc, fully_connected)], ignore_index=True)
 
 
-# ---- claims ------------------------------------------------------------------------------------------
-
-@dataclass
-class Verdict:
-    claim: str
-    source: str
-    text: str
-    rule: str
-    measured: str
-    verdict: str
-
-
-SUPPORTED, CONTRADICTED, NOT_TESTABLE = "supported", "contradicted", "not testable at this profile"
+def headlines(table_a: pd.DataFrame, table_b: pd.DataFrame, table_fc: pd.DataFrame) -> dict[str, str]:
+    """The chapter's findings the summary shows: the best optimizer under each protocol and on the fully
+    connected network, and how SGD+momentum's rank moves between the protocols."""
+    sgd = styles.label("sgd")
+    ranking_a, ranking_b, ranking_fc = ranking(table_a), ranking(table_b), ranking(table_fc)
+    return {
+        "best final test accuracy, protocol A (one shared lr)": f"{ranking_a[0]} ({format_number(100 * table_a.loc[ranking_a[0], 'final_accuracy'])}%)",
+        "best final test accuracy, protocol B (each optimizer's own lr)": f"{ranking_b[0]} ({format_number(100 * table_b.loc[ranking_b[0], 'final_accuracy'])}%)",
+        "SGD+momentum's rank, protocol A → B": f"{ranking_a.index(sgd) + 1} → {ranking_b.index(sgd) + 1} of {len(ranking_b)}",
+        "best final test accuracy, report 004's fully connected network": f"{ranking_fc[0]} ({format_number(100 * table_fc.loc[ranking_fc[0], 'final_accuracy'])}%)",
+    }
 
 
-def _verdict(condition: bool | None) -> str:
-    if condition is None:
-        return NOT_TESTABLE
-    return SUPPORTED if condition else CONTRADICTED
+def choose_learning_rates(selection_runs: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer label: the lr of the grid with the highest mean final validation accuracy over the
+    selection seeds (ties: the lower mean validation loss); an lr with a diverged run is never chosen."""
+    return select_by_mean(selection_runs, by="lr", score="final_accuracy", tie_break="final_test_loss")
 
 
-def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, num_seeds: int) -> pd.DataFrame:
-    """Decide claims C1–C10 on protocol A's and the fully connected experiment's per-run summaries."""
-    table = results_table(runs_a, list(OPTIMIZERS))
-    table = table[table.index.isin(runs_a["label"].unique())]
-    variation = runs_a.groupby("label")["test_error_variation"].mean()
-    loss_ratio = (runs_a.groupby("label")["final_train_loss"].mean() / runs_a.groupby("label")["first_train_loss"].mean())
-    accuracy, seconds = table["final_accuracy"], table["seconds_per_epoch"]
-    report = [label for label in REPORT_000 if label in table.index]
-    verdicts = []
+def settings_rows(settings: Settings, profile: str) -> dict[str, str]:
+    """The chapter's settings table, rendered from the parameters actually used."""
+    from ..report import describe_data
 
-    worst_ratio, lowest = loss_ratio.max(), accuracy.min()
-    verdicts.append(Verdict("C1", "000", "Every optimizer brings training loss and test error low (accuracy about 75–80%).",
-                            "every optimizer's final training loss is below 25% of its first-epoch value and its mean final test accuracy is at least 75%",
-                            f"largest final/first training-loss ratio {worst_ratio:.2f}; lowest mean final accuracy {lowest:.1%} ({accuracy.idxmin()})",
-                            _verdict(bool(worst_ratio < 0.25 and lowest >= 0.75))))
-
-    best = accuracy.idxmax()
-    amsgrad_low = table.loc["AMSGrad", "final_accuracy"] - table.loc["AMSGrad", "final_accuracy_ci"]
-    amsgrad_high = table.loc["AMSGrad", "final_accuracy"] + table.loc["AMSGrad", "final_accuracy_ci"]
-    c2 = None if num_seeds < 2 else bool(amsgrad_high >= accuracy.max() and variation.get("AMSGrad", math.inf) <= variation.median())
-    verdicts.append(Verdict("C2", "000", "AMSGrad performs best overall and is the most robust.",
-                            "AMSGrad's 95% interval of final test accuracy reaches the best mean, and its test-error variation is at most the median (needs ≥ 2 seeds)",
-                            f"best: {best} ({accuracy.max():.1%}); AMSGrad {accuracy['AMSGrad']:.1%} (interval {amsgrad_low:.1%}–{amsgrad_high:.1%}); "
-                            f"variation AMSGrad {variation.get('AMSGrad', math.nan):.4f}, median {variation.median():.4f}", _verdict(c2)))
-
-    others = seconds.drop("AMSGrad")
-    verdicts.append(Verdict("C3", "000", "AMSGrad takes more time per epoch than the others.",
-                            "AMSGrad's mean seconds per epoch exceed the median of the other optimizers' by more than 5%",
-                            f"AMSGrad {seconds['AMSGrad']:.3f} s; median of the others {others.median():.3f} s",
-                            _verdict(bool(seconds["AMSGrad"] > 1.05 * others.median()))))
-
-    c4 = None if pd.isna(variation.get("AMSGrad")) else bool(variation["Adam"] > variation["AMSGrad"] and variation["Nadam"] > variation["AMSGrad"])
-    verdicts.append(Verdict("C4", "000", "Adam and Nadam oscillate (less stable than AMSGrad).",
-                            "the mean absolute epoch-to-epoch change of test error over the second half of training is larger for both Adam and Nadam than for AMSGrad",
-                            f"Adam {variation['Adam']:.4f}, Nadam {variation['Nadam']:.4f}, AMSGrad {variation['AMSGrad']:.4f}", _verdict(c4)))
-
-    lowest_two = set(accuracy[report].nsmallest(2).index)
-    verdicts.append(Verdict("C5", "000", "SGD (lr 0.001) and AdamW have the highest test error and lowest accuracy.",
-                            "SGD+momentum and AdamW have the two lowest mean final test accuracies among report 000's five optimizers",
-                            f"two lowest: {', '.join(sorted(lowest_two))}", _verdict(lowest_two == {"SGD+momentum", "AdamW"})))
-
-    fastest_two = set(seconds[report].nsmallest(2).index)
-    verdicts.append(Verdict("C6", "000", "SGD and AdamW have the shortest training time.",
-                            "SGD+momentum and AdamW have the two lowest mean seconds per epoch among report 000's five optimizers",
-                            f"two fastest: {', '.join(sorted(fastest_two))}", _verdict(fastest_two == {"SGD+momentum", "AdamW"})))
-
-    smoothest = variation[report + ["Padam"]].idxmin() if not variation[report + ["Padam"]].isna().all() else None
-    verdicts.append(Verdict("C7", "000", "Padam's test error curve is smoother than the others'.",
-                            "Padam has the smallest test-error variation among report 000's optimizers and Padam",
-                            f"smoothest: {smoothest}; Padam {variation['Padam']:.4f}", _verdict(None if smoothest is None else smoothest == "Padam")))
-
-    others = seconds[report]
-    verdicts.append(Verdict("C8", "000", "Padam's training time is markedly higher than the others'.",
-                            "Padam's mean seconds per epoch exceed the median of report 000's five optimizers by more than 20%",
-                            f"Padam {seconds['Padam']:.3f} s; median {others.median():.3f} s", _verdict(bool(seconds["Padam"] > 1.2 * others.median()))))
-
-    fc = results_table(runs_fc, list(FC_OPTIMIZERS))["final_accuracy"]
-    scheduled = fc["Adam (scheduled betas)"]
-    gaps = {label: scheduled - fc[label] for label in ("Adam", "RMSprop")}
-    verdicts.append(Verdict("C9", "004", "Adam with scheduled betas performs comparably to Adam and RMSprop.",
-                            "its mean final test accuracy is within 2 percentage points of both Adam's and RMSprop's (fully connected network)",
-                            "; ".join(f"minus {label}: {gap:+.1%}" for label, gap in gaps.items()),
-                            _verdict(all(abs(gap) <= 0.02 for gap in gaps.values()))))
-    verdicts.append(Verdict("C10", "004", "Adam with scheduled betas performs better than AdaGrad.",
-                            "its mean final test accuracy is higher than AdaGrad's (fully connected network)",
-                            f"scheduled betas {scheduled:.1%}, AdaGrad {fc['AdaGrad']:.1%}", _verdict(bool(scheduled > fc["AdaGrad"]))))
-    return pd.DataFrame([vars(verdict) for verdict in verdicts]).set_index("claim")
+    report_settings = "; ".join(f"{styles.label(name)}: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                                                                     for key, value in values.items())
+                                for name, values in settings.hyperparameters.items())
+    return {
+        "profile": profile,
+        "data": describe_data(settings.dataset, settings.image_size, settings.max_train_examples),
+        "network": f"ResNet-18 (CIFAR-style, BatchNorm), width ×{settings.model_width:g}",
+        "epochs": settings.num_epochs,
+        "batch size": settings.batch_size,
+        "seeds": ", ".join(map(str, settings.seeds)),
+        "augmentation": "pad-4 crop and flip" if settings.augment else "none",
+        "protocol A learning rate": f"{settings.uniform_lr:g} for every optimizer but Padam",
+        "report 000's other settings": report_settings,
+        "protocol B learning-rate grid": ", ".join(f"{lr:g}" for lr in settings.lr_grid),
+        "protocol B selection": f"mean final validation accuracy over seeds {', '.join(map(str, settings.selection_seeds))}, "
+                                f"on a stratified {settings.validation_fraction:.0%} of the training split",
+        "report 004's network": f"fully connected {list(settings.fc_hidden_sizes)}, {settings.fc_num_epochs} epochs, batch {settings.fc_batch_size}",
+        "timing": f"{settings.timing_rounds} interleaved rounds of training steps per optimizer",
+    }
 
 
-def settings_from_parameters(parameters: dict) -> Settings:
-    """The study's settings from a notebook's parameters (other names, such as ``profile``, are ignored)."""
-    names = Settings.__dataclass_fields__
-    return Settings(**{name: value for name, value in parameters.items() if name in names})
+def source_settings(settings: Settings) -> list[tuple[str, str, str]]:
+    """(setting, report 000, this build) rows of the chapter's scale box."""
+    from ..report import describe_data
+
+    width = settings.model_width
+    return [
+        ("data", "CIFAR-10, 32×32, 50,000 training and 10,000 test images", describe_data(settings.dataset, settings.image_size, settings.max_train_examples)),
+        ("network", "ResNet-18, full width (64 base channels)",
+         "ResNet-18, full width (64 base channels)" if width == 1 else f"ResNet-18, width ×{width:g} ({max(1, round(64 * width))} base channels)"),
+        ("epochs", "200", str(settings.num_epochs)),
+        ("batch size", "128", str(settings.batch_size)),
+        ("augmentation", "not stated", "pad-4 crop and flip" if settings.augment else "none"),
+        ("seeds per optimizer", "one run", f"{len(settings.seeds)} ({', '.join(map(str, settings.seeds))})"),
+        ("report 004's network and data", "fully connected, MNIST and CIFAR-10",
+         f"fully connected {list(settings.fc_hidden_sizes)}, {settings.fc_num_epochs} epochs, same data as above"),
+    ]
 
 
-def validate_parameters(parameters: dict, check_data: bool = True) -> None:
-    """Build every configuration the study would run from these parameters, raising on a bad value.
+# ---- claims ---------------------------------------------------------------------------------------------
 
-    With ``check_data`` the dataset must also be on disk or downloadable.
+def check_claims(runs_a: pd.DataFrame, runs_fc: pd.DataFrame, timing: pd.DataFrame, settings: Settings) -> list[Claim]:
+    """Decide claims C1–C10 on protocol A's and the fully connected experiment's per-run summaries and the timing.
+
+    ``runs_*`` are :func:`~optbench.studies.common.per_run_summary` frames; ``timing`` is
+    :func:`~optbench.timing.measure_step_seconds`'s frame of protocol A's optimizers.
     """
-    settings = settings_from_parameters(parameters)
-    if check_data:
-        data.ensure_available(settings.dataset)
-    for groups in (protocol_a(settings), selection_grid(settings), fully_connected(settings)):
-        all_configs(groups)
+    label = styles.label
+    accuracy = {name: seed_values(runs_a, label(name), "final_accuracy") for name in OPTIMIZERS}
+    variation = {name: seed_values(runs_a, label(name), "test_error_variation") for name in OPTIMIZERS}
+    seconds = {name: np.log(timing[timing["label"] == label(name)].set_index("round")["seconds_per_epoch"]) for name in OPTIMIZERS}
+    report = list(REPORT_000)
+    claims = []
+
+    if settings.dataset != "cifar10" or settings.num_epochs < 200:
+        c1 = not_testable(f"the claimed 75–80% accuracy is CIFAR-10's after 200 epochs; this build trains on {settings.dataset} "
+                          f"for {settings.num_epochs} epochs")
+    else:
+        c1 = all_of([decide_above(accuracy[name], 0.70, level=LEVEL / len(OPTIMIZERS), describe=describe_points, name=label(name)) for name in OPTIMIZERS])
+    claims.append(Claim("C1", "000", "Every optimizer brings training loss and test error low (accuracy about 75–80% on CIFAR-10).",
+                        "only on CIFAR-10 after 200 epochs: every optimizer's final test accuracy above 70% (the claim's 75% less 5 pp), "
+                        "one-sided t-test per optimizer at α = 0.05/12", c1))
+
+    c2 = all_of([
+        decide_best("AMSGrad", {label(name): accuracy[name] for name in report}, describe=describe_points),
+        decide_best("AMSGrad", {label(name): variation[name] for name in report}, higher_is_better=False),
+    ], joiner=" | robustness: ")
+    claims.append(Claim("C2", "000", "AMSGrad performs best overall and is the most robust.",
+                        "among report 000's five optimizers, AMSGrad's final test accuracy is higher and its test-error variation "
+                        "(mean absolute epoch-to-epoch change over the second half) lower than each other's; paired t-tests over seeds, "
+                        "α = 0.05 over the 4 comparisons of each", c2))
+
+    others = [name for name in report if name != "amsgrad"]
+    c3 = all_of([decide_greater(seconds["amsgrad"], seconds[name], level=LEVEL / len(others), describe=describe_ratio, name=f"vs {label(name)}")
+                 for name in others])
+    claims.append(Claim("C3", "000", "AMSGrad takes more time per epoch than the others.",
+                        "AMSGrad's seconds per epoch exceed each of the other four report-000 optimizers'; paired t-test on log seconds "
+                        f"over {settings.timing_rounds} interleaved timing rounds, α = 0.05/4", c3))
+
+    c4 = all_of([decide_greater(variation[name], variation["amsgrad"], level=LEVEL / 2, name=f"{label(name)} − AMSGrad")
+                 for name in ("adam", "nadam")])
+    claims.append(Claim("C4", "000", "Adam and Nadam oscillate (less stable curves than AMSGrad).",
+                        "Adam's and Nadam's test-error variation each exceed AMSGrad's; paired t-tests over seeds, α = 0.05/2", c4))
+
+    low, high = ("sgd", "adamw"), ("adam", "nadam", "amsgrad")
+    c5 = all_of([decide_greater(accuracy[good], accuracy[bad], level=LEVEL / 6, describe=describe_points, name=f"{label(good)} − {label(bad)}")
+                 for bad in low for good in high])
+    claims.append(Claim("C5", "000", "SGD (lr 0.001) and AdamW have the highest test error and lowest accuracy.",
+                        "each of Adam, Nadam and AMSGrad ends with a higher final test accuracy than each of SGD+momentum and AdamW; "
+                        "paired t-tests over seeds, α = 0.05/6", c5))
+
+    c6 = all_of([decide_greater(seconds[slow], seconds[fast], level=LEVEL / 6, describe=describe_ratio, name=f"{label(slow)} / {label(fast)}")
+                 for fast in low for slow in high])
+    claims.append(Claim("C6", "000", "SGD and AdamW have the shortest training time.",
+                        "each of Adam, Nadam and AMSGrad takes more seconds per epoch than each of SGD+momentum and AdamW; "
+                        f"paired t-tests on log seconds over {settings.timing_rounds} interleaved rounds, α = 0.05/6", c6))
+
+    c7 = decide_best("Padam", {label(name): variation[name] for name in report + ["padam"]}, higher_is_better=False)
+    claims.append(Claim("C7", "000", "Padam's test error curve is smoother than the others'.",
+                        "Padam's test-error variation is lower than each of report 000's five optimizers'; paired t-tests over seeds, α = 0.05/5", c7))
+
+    c8 = all_of([decide_greater(seconds["padam"], seconds[name], threshold=math.log(MARKEDLY), level=LEVEL / len(report), describe=describe_ratio,
+                                name=f"vs {label(name)}") for name in report])
+    claims.append(Claim("C8", "000", "Padam's training time is markedly higher than the others'.",
+                        f"Padam's seconds per epoch exceed each of report 000's five optimizers' by more than ×{MARKEDLY:.2f}; "
+                        f"paired t-tests on log seconds over {settings.timing_rounds} interleaved rounds, α = 0.05/5", c8))
+
+    fc_accuracy = {name: seed_values(runs_fc, label(name), "final_accuracy") for name in FC_OPTIMIZERS}
+    c9 = all_of([decide_equivalent(fc_accuracy["adam_scheduled_betas"], fc_accuracy[name], margin=COMPARABLE_POINTS / 100,
+                                   level=LEVEL / 2, describe=describe_points, name=f"vs {label(name)}") for name in ("adam", "rmsprop")])
+    claims.append(Claim("C9", "004", "Adam with scheduled betas performs comparably to Adam and RMSprop.",
+                        f"on the fully connected network, its final test accuracy is within ±{COMPARABLE_POINTS:g} pp of Adam's and of "
+                        "RMSprop's; two one-sided paired t-tests (equivalence) each, α = 0.05/2", c9))
+    c10 = decide_greater(fc_accuracy["adam_scheduled_betas"], fc_accuracy["adagrad"], describe=describe_points, name="vs AdaGrad")
+    claims.append(Claim("C10", "004", "Adam with scheduled betas performs better than AdaGrad.",
+                        "on the fully connected network, its final test accuracy exceeds AdaGrad's; paired t-test over seeds, α = 0.05", c10))
+    return claims
+
+
+STUDY = Study(
+    name="study1_optimizers",
+    prefix="s1",
+    title="Study 1 — Optimizer comparison on ResNet-18",
+    reports=("000", "004"),
+    question="How do SGD, Adam and ten of its successors compare on ResNet-18, at one shared learning rate and at each optimizer's own?",
+    settings=Settings,
+    planned_runs=planned_runs,
+    figures=("fig-s1-a-loss", "fig-s1-a-accuracy", "fig-s1-a-seconds", "fig-s1-cost", "fig-s1-b-loss", "fig-s1-b-accuracy", "fig-s1-fc"),
+    tables=("tbl-s1-settings", "tbl-s1-a", "tbl-s1-cost", "tbl-s1-grid", "tbl-s1-b", "tbl-s1-ranks", "tbl-s1-fc",
+            "tbl-s1-reported", "tbl-s1-claims"),
+    claims=tuple(f"C{number}" for number in range(1, 11)),
+)

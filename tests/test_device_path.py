@@ -1,0 +1,133 @@
+"""The settings that change how a run computes (precision, compile_model) and the CUDA path of the training loop.
+
+On the CPU: validation, unchanged run ids, bf16 through the CPU's autocast, compilation. The CUDA tests skip
+on machines without a CUDA device.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optbench import data, training
+from optbench.config import LATE_SETTINGS, RunConfig
+from optbench.runs import run
+from optbench.store import ResultsStore
+from optbench.training import build_model, prepare_data, set_up, train
+
+TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=200, batch_size=32)
+NO_CUDA = "needs a CUDA device; this machine has none"
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+
+
+def test_settings_added_later_leave_existing_run_ids_unchanged():
+    # ids computed before precision and compile_model existed (commit b9a34b3)
+    assert RunConfig(optimizer="adam", num_epochs=2).run_id == "adam-0931cfa3be6f"
+    paper_padam = dict(optimizer="padam", num_epochs=200, dataset="cifar10", augment=True, seed=2,
+                       hyperparameters={"lr": 0.1, "p": 0.125, "weight_decay": 5e-4})
+    assert RunConfig(**paper_padam).run_id == "padam-0cf1d74a082f"
+    assert RunConfig(**paper_padam, precision="fp32", compile_model=False).run_id == "padam-0cf1d74a082f"
+    assert not set(LATE_SETTINGS) & set(RunConfig(**paper_padam).to_dict())
+
+
+@pytest.mark.parametrize("setting", [{"precision": "bf16"}, {"compile_model": True}])
+def test_a_late_setting_away_from_its_default_is_part_of_the_id_and_the_record(setting):
+    config = RunConfig(optimizer="adam", num_epochs=2, **setting)
+    assert config.run_id != RunConfig(optimizer="adam", num_epochs=2).run_id
+    assert config.to_dict().items() >= setting.items()
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(precision="fp16"), r"invalid precision 'fp16': allowed fp32, bf16"),
+    (dict(precision="BF16"), r"invalid precision 'BF16': allowed fp32, bf16"),
+    (dict(compile_model="yes"), r"invalid compile_model 'yes': it must be true or false"),
+    (dict(optimizer="adahessian", compile_model=True), r"invalid compile_model True for optimizer 'adahessian'.*compile_model false"),
+])
+def test_bad_precision_and_compile_settings_are_named_with_what_is_allowed(settings, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**{"optimizer": "adam", "num_epochs": 1, **settings})
+
+
+def test_compile_without_a_compiler_on_the_cpu_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "cpp_compiler", lambda: None)
+    store = ResultsStore(tmp_path / "store")
+    with pytest.raises(ValueError, match=r"invalid compile_model True on the CPU: .*C\+\+ compiler.*compile_model false"):
+        run(RunConfig(optimizer="adam", num_epochs=1, compile_model=True, **TINY), store, device="cpu", progress=False)
+    assert not store.root.exists()
+
+
+def test_bf16_on_the_cpu_runs_the_forward_passes_under_the_cpus_autocast():
+    # with lr → 0 the parameters stay put, so the epoch's losses are those of the initial model
+    config = RunConfig(optimizer="sgd", num_epochs=1, hyperparameters={"lr": 1e-12, "momentum": 0.0}, precision="bf16", **TINY)
+    row = train(config, device="cpu", progress=False)["epochs"][0]
+    cpu = torch.device("cpu")
+    dataset, images, labels, test_images, test_labels = prepare_data(config, cpu)
+    torch.manual_seed(config.seed)
+    model = build_model(config, dataset, cpu)
+
+    def losses(split_images, split_labels):
+        inputs = data.normalize(split_images, dataset.mean, dataset.std)
+        with torch.no_grad():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = model(inputs)
+            assert low.dtype == torch.bfloat16
+            return F.cross_entropy(low.float(), split_labels).item(), F.cross_entropy(model(inputs), split_labels).item()
+
+    train_bf16, train_fp32 = losses(images, labels)
+    assert row["train_loss"] == pytest.approx(train_bf16, rel=1e-6)
+    assert row["train_loss"] != pytest.approx(train_fp32, rel=1e-6)
+    model.eval()
+    test_bf16, test_fp32 = losses(test_images, test_labels)
+    assert row["test_loss"] == pytest.approx(test_bf16, rel=1e-6)
+    assert row["test_loss"] != pytest.approx(test_fp32, rel=1e-6)
+
+
+def test_compile_model_on_the_cpu_compiles_and_agrees_with_the_eager_run():
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager = train(RunConfig(optimizer="adam", num_epochs=1, **TINY), device="cpu", progress=False)["epochs"][0]
+    compiled = train(RunConfig(optimizer="adam", num_epochs=1, compile_model=True, **TINY), device="cpu", progress=False)["epochs"][0]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    for key in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6)
+
+
+@needs_cuda
+def test_on_cuda_the_data_stays_uint8_on_the_gpu_and_model_and_inputs_are_channels_last():
+    config = RunConfig(optimizer="sgd", num_epochs=1, model="resnet18", model_options={"width": 0.0625}, image_size=8,
+                       max_train_examples=128, batch_size=32, augment=True)
+    state = set_up(config, "cuda")
+    assert state.train_images.is_cuda and state.train_images.dtype == torch.uint8 and state.eval_images.is_cuda
+    convolution = state.model.stem[0].weight
+    assert convolution.is_cuda and convolution.is_contiguous(memory_format=torch.channels_last)
+    inputs = state.to_inputs(state.train_images[:32])
+    assert inputs.is_cuda and inputs.is_contiguous(memory_format=torch.channels_last)
+
+
+@needs_cuda
+def test_on_cuda_the_epochs_draws_equal_the_cpus_and_augmentation_runs_on_the_gpu():
+    images = data.load_dataset("digits").train_images[:200]
+    on_cpu = data.epoch_batches(200, 32, torch.Generator().manual_seed(3), augment=True, device="cpu")
+    on_gpu = data.epoch_batches(200, 32, torch.Generator().manual_seed(3), augment=True, device="cuda")
+    gpu_images = images.cuda()
+    for cpu_batch, gpu_batch in zip(on_cpu, on_gpu, strict=True):
+        assert gpu_batch.index.is_cuda and torch.equal(gpu_batch.index.cpu(), cpu_batch.index)
+        augmented = data.crop_and_flip(gpu_images[gpu_batch.index], gpu_batch.offsets, gpu_batch.flips)
+        assert augmented.is_cuda
+        assert torch.equal(augmented.cpu(), data.crop_and_flip(images[cpu_batch.index], cpu_batch.offsets, cpu_batch.flips))
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_cuda_run_trains_and_times_its_epochs_with_events(precision):
+    config = RunConfig(optimizer="adam", num_epochs=2, model="resnet18", model_options={"width": 0.0625}, image_size=8,
+                       max_train_examples=128, batch_size=32, augment=True, precision=precision)
+    record = train(config, device="cuda", progress=False)
+    cpu_record = train(config, device="cpu", progress=False)
+    assert record["status"] == "finished" and record["provenance"]["device"] != cpu_record["provenance"]["device"]
+    assert [row["grad_evals"] for row in record["epochs"]] == [row["grad_evals"] for row in cpu_record["epochs"]]
+    assert all(row["seconds"] > 0 for row in record["epochs"])
+    # the same draws and initial weights: the first epoch's loss agrees with the CPU's to rounding
+    assert record["epochs"][0]["train_loss"] == pytest.approx(cpu_record["epochs"][0]["train_loss"], rel=0.02)
