@@ -18,8 +18,10 @@ import pytest
 import yaml
 
 from optbench import book, plan
+from optbench.records import stored_config_id
 from optbench.cli import main as cli_main
 from optbench.config import RunConfig
+from optbench.records import stored_config_id
 from optbench.store import EPOCH_METRICS, ResultsStore, record_checksum, write_json_atomically
 from optbench.studies import optimizer_comparison as study1
 
@@ -39,12 +41,15 @@ def make_record(config: RunConfig, seconds_per_epoch: list[float], status: str =
             "diverged_epoch": len(epochs) if status == "diverged" else None, "epochs": epochs, "provenance": {"device": "cpu"}}
 
 
-def stale_copy(store: ResultsStore, record: dict, old_id: str) -> Path:
-    """``record`` sealed under ``old_id``, as an earlier code that gave its configuration that id would have written it."""
+def stale_copy(store: ResultsStore, record: dict) -> Path:
+    """``record`` as an earlier code would have written it: without its ``weight_decay`` (a default that code did
+    not have), under the id and checksum that configuration had then. Returns the file's path."""
     copy = {key: value for key, value in store.load(record["id"]).items() if key != "checksum"}
-    copy["id"] = old_id
+    copy["config"] = {**copy["config"], "hyperparameters": {key: value for key, value in copy["config"]["hyperparameters"].items()
+                                                            if key != "weight_decay"}}
+    copy["id"] = stored_config_id(copy["config"])
     copy["checksum"] = record_checksum(copy)
-    path = store.path_for(old_id)
+    path = store.path_for(copy["id"])
     write_json_atomically(path, copy)
     return path
 
@@ -63,7 +68,8 @@ def test_every_record_file_is_judged_without_moving_locking_or_warning(store):
     diverged = RunConfig(optimizer="adam", **TINY)
     store.save(make_record(finished, [1.0, 1.0]))
     store.save(make_record(diverged, [1.0], status="diverged"))
-    stale = stale_copy(store, store.load(finished.run_id), "sgd-000000000000")
+    stale = stale_copy(store, store.load(finished.run_id))
+    stale_id = stale.name[: -len(".json")]
     edited = store.path_for("sgd-111111111111")
     edited.write_text(stale.read_text().replace('"status": "finished"', '"status": "diverged"'))  # checksum broken
     store.path_for("sgd-222222222222").write_text(store.path_for(finished.run_id).read_text()[:100])  # truncated
@@ -76,11 +82,11 @@ def test_every_record_file_is_judged_without_moving_locking_or_warning(store):
         states = plan.store_states(store)
 
     assert {run_id: entry.state for run_id, entry in states.items()} == {
-        finished.run_id: "finished", diverged.run_id: "diverged", "sgd-000000000000": "stale",
+        finished.run_id: "finished", diverged.run_id: "diverged", stale_id: "stale",
         "sgd-111111111111": "corrupt", "sgd-222222222222": "corrupt", "sgd-333333333333": "corrupt", "sgd-444444444444": "corrupt"}
-    assert states["sgd-000000000000"].current_id == finished.run_id
-    assert finished.run_id in states["sgd-000000000000"].reason
-    assert "checksum" in states["sgd-111111111111"].reason and "not a regular file" in states["sgd-333333333333"].reason
+    assert states[stale_id].current_id == finished.run_id
+    assert "weight_decay" in states[stale_id].reason
+    assert "checksum" in states["sgd-111111111111"].reason and "FIFO" in states["sgd-333333333333"].reason
     assert listing(store.root) == before
 
 
@@ -88,9 +94,10 @@ def test_a_record_whose_configuration_the_code_no_longer_accepts_is_stale(store)
     config = RunConfig(optimizer="sgd", **TINY)
     record = make_record(config, [1.0, 1.0])
     record["config"]["hyperparameters"]["dampening"] = 0.0  # a setting an earlier code had and this one refuses
+    record["id"] = stored_config_id(record["config"])  # the id that code gave it
     record["checksum"] = record_checksum({**record, "schema": 1})
-    write_json_atomically(store.path_for(config.run_id), {**record, "schema": 1})
-    entry = plan.store_states(store)[config.run_id]
+    write_json_atomically(store.path_for(record["id"]), {**record, "schema": 1})
+    entry = plan.store_states(store)[record["id"]]
     assert entry.state == "stale" and entry.current_id is None and "'dampening'" in entry.reason
 
 
@@ -130,7 +137,7 @@ def test_a_chapter_counts_its_planned_runs_by_state_and_estimates_the_rest(store
     store.save(make_record(diverged, [seconds["A"]], status="diverged"))
     corrupt = groups["A"][2]
     store.path_for(corrupt.run_id).write_text("{")
-    stale_copy(store, store.load(stored["fc"].run_id), "adam_scheduled_betas-000000000000")
+    stale_copy(store, store.load(stored["fc"].run_id))
     unplanned = RunConfig(optimizer="sgd", **TINY)
     store.save(make_record(unplanned, [9.0, 9.0]))
 
@@ -176,11 +183,11 @@ def test_plan_and_status_of_a_cold_store(tmp_path):
 def test_clean_lists_stale_records_and_removes_them_only_when_asked(store, monkeypatch):
     config = RunConfig(optimizer="sgd", **TINY)
     store.save(make_record(config, [1.0, 1.0]))
-    stale = stale_copy(store, store.load(config.run_id), "sgd-000000000000")
+    stale = stale_copy(store, store.load(config.run_id))
     store.path_for("sgd-111111111111").write_text("{")  # corrupt, not stale: left alone
     other_profile = ResultsStore(store.root.parent / "other")
     other_profile.save(make_record(config, [1.0, 1.0]))
-    other_stale = stale_copy(other_profile, other_profile.load(config.run_id), "sgd-222222222222")
+    other_stale = stale_copy(other_profile, other_profile.load(config.run_id))
     monkeypatch.setenv("OPTBENCH_RESULTS_DIR", str(store.root.parent))
 
     code, stdout, _ = run_cli("clean", "--stale", "--profile", "tiny")
@@ -197,7 +204,7 @@ def test_clean_lists_stale_records_and_removes_them_only_when_asked(store, monke
 def test_a_stale_record_rewritten_meanwhile_is_kept(store):
     config = RunConfig(optimizer="sgd", **TINY)
     store.save(make_record(config, [1.0, 1.0]))
-    stale = stale_copy(store, store.load(config.run_id), "sgd-000000000000")
+    stale = stale_copy(store, store.load(config.run_id))
     [entry] = plan.stale_records(store)
     stale.write_text(stale.read_text().replace("0.5", "0.25"))  # another process wrote the file since
     assert not plan.remove_record(store, entry) and stale.exists()

@@ -16,91 +16,22 @@ data, batch size, subset and split; the same optimizer where one is stored), tim
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
 import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
 from .config import RunConfig, canonical_json
-from .store import PLAIN_NAME, ResultsStore, check_record, parse_record, record_checksum
+from .records import PLAIN_NAME
+from .store import RecordEntry, ResultsStore
 from .studies import STUDIES
 
-STATES = ("finished", "diverged", "stale", "corrupt")
+def store_states(store: ResultsStore) -> dict[str, RecordEntry]:
+    """Every file of ``store`` named like a record, judged (:meth:`ResultsStore.entries`), by run id.
 
-
-@dataclasses.dataclass(frozen=True)
-class StoredRun:
-    """A file named like a record (``<run id>.json``) and what it holds.
-
-    The same fields as the store's own listing will have (``run_id``, ``path``, ``state``, ``reason``,
-    ``record``, ``current_id``), so that :func:`store_states` can hand over to it.
+    Reads only: nothing is moved or warned about. The one place that reads record states for ``plan``,
+    ``status`` and ``clean``.
     """
-
-    run_id: str
-    path: Path
-    #: one of :data:`STATES`
-    state: str
-    #: for ``stale`` what changed, for ``corrupt`` what is wrong; else None
-    reason: str | None
-    #: the parsed record, except for ``corrupt``
-    record: dict | None
-    #: for ``stale``: the id its configuration has under the current code (None if no longer valid)
-    current_id: str | None = None
-
-
-def store_states(store: ResultsStore) -> dict[str, StoredRun]:
-    """Every file of ``store`` named like a record, judged, by run id. Reads only: nothing is moved or warned about.
-
-    The one place that reads record states for ``plan``, ``status`` and ``clean``.
-    """
-    if not store.root.is_dir():
-        return {}
-    states = {}
-    for path in sorted(store.root.glob("*.json")):
-        run_id = path.name[: -len(".json")]
-        if PLAIN_NAME.match(run_id):
-            judged = _judge(path, run_id)
-            if judged is not None:
-                states[run_id] = judged
-    return states
-
-
-def _judge(path: Path, run_id: str) -> StoredRun | None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(mode):  # never opened: a FIFO would block, a link may point anywhere
-        return StoredRun(run_id, path, "corrupt", "not a regular file (a symbolic link, FIFO, device or socket)", None)
-    try:
-        content = path.read_bytes()
-        record = parse_record(content)
-    except (OSError, ValueError) as error:
-        return StoredRun(run_id, path, "corrupt", str(error), None)
-    try:
-        check_record(record, run_id)
-    except Exception as error:  # any defect of the content (schema, types, configuration)
-        if not _intact_as_written(record, run_id):
-            return StoredRun(run_id, path, "corrupt", str(error) or type(error).__name__, None)
-        try:
-            current_id = RunConfig.from_dict(record["config"]).run_id
-        except Exception as invalid:
-            return StoredRun(run_id, path, "stale", f"the current code rejects its configuration ({invalid})", record)
-        reason = (f"its configuration now has id {current_id}" if current_id != run_id
-                  else f"the current code rejects it ({error})")
-        return StoredRun(run_id, path, "stale", reason, record, current_id)
-    return StoredRun(run_id, path, record["status"], None, record)
-
-
-def _intact_as_written(record: Any, run_id: str) -> bool:
-    """Whether ``record`` is exactly what optbench wrote for ``run_id`` (its id and checksum hold)."""
-    if not isinstance(record, dict) or record.get("id") != run_id or not isinstance(record.get("config"), dict):
-        return False
-    try:
-        return record.get("checksum") == record_checksum(record)
-    except (TypeError, ValueError):
-        return False
+    return {entry.run_id: entry for entry in store.entries()}
 
 
 # ---- per chapter -----------------------------------------------------------------------------------------
@@ -137,7 +68,7 @@ def planned_configs(name: str, values: dict[str, Any]) -> dict[str, RunConfig]:
 
 
 def chapter_states(parameters: dict[str, dict[str, Any]], names: Iterable[str], store: ResultsStore,
-                   states: dict[str, StoredRun] | None = None) -> list[ChapterState]:
+                   states: dict[str, RecordEntry] | None = None) -> list[ChapterState]:
     """Per chapter in ``names`` (pages have no runs and are left out), its plan against ``store``."""
     states = store_states(store) if states is None else states
     costs = CostIndex(entry for entry in states.values() if entry.state in ("finished", "diverged"))
@@ -184,7 +115,7 @@ def _cost_key(config: dict, with_optimizer: bool) -> tuple:
 class CostIndex:
     """Measured seconds per epoch of stored runs, by what an epoch's cost depends on (see :func:`_cost_key`)."""
 
-    def __init__(self, stored: Iterable[StoredRun]):
+    def __init__(self, stored: Iterable[RecordEntry]):
         self._seconds: dict[tuple, list[float]] = {}
         for entry in stored:
             per_epoch = [row["seconds"] for row in entry.record["epochs"] if row.get("seconds") is not None]
@@ -270,26 +201,14 @@ def status_table(profile: str, parameters: dict[str, dict[str, Any]], results_di
     return lines
 
 
-def stale_records(store: ResultsStore) -> list[StoredRun]:
+def stale_records(store: ResultsStore) -> list[RecordEntry]:
     """The stale records of ``store``: no chapter of the current code reads them."""
-    return [entry for entry in store_states(store).values() if entry.state == "stale"]
+    return store.entries(states=["stale"])
 
 
-def remove_record(store: ResultsStore, entry: StoredRun) -> bool:
-    """Delete the file of ``entry`` if it still holds what was judged; return whether it was deleted.
-
-    Under the run's lock, so that a record a writer has just saved is never the one deleted.
-    """
-    with store.lock(entry.run_id, blocking=False) as held:
-        if not held:
-            return False
-        try:
-            if parse_record(entry.path.read_bytes()) != entry.record:
-                return False
-            entry.path.unlink()
-        except (OSError, ValueError):
-            return False
-    return True
+def remove_record(store: ResultsStore, entry: RecordEntry) -> bool:
+    """Delete the file of ``entry`` if it is still the file that was judged (:meth:`ResultsStore.remove`)."""
+    return store.remove(entry)
 
 
 def profile_stores(results_dir: Path, profile: str | None = None) -> list[ResultsStore]:
