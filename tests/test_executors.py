@@ -139,7 +139,7 @@ def test_a_profile_names_the_backend_and_the_environment_overrides_it(tmp_path, 
     repository = Path(__file__).resolve().parents[1]
     for item in ("notebooks", "profiles"):
         shutil.copytree(repository / item, tmp_path / item)
-    (tmp_path / "profiles" / "cluster.yaml").write_text("executor: pool\n")
+    (tmp_path / "profiles" / "cluster.yaml").write_text("executor: pool\nnotebooks:\n  study1_optimizers: {}\n")
     assert "study1_optimizers" in book.load_profile("cluster", tmp_path, check_data=False)
     applied = {}
 
@@ -147,14 +147,14 @@ def test_a_profile_names_the_backend_and_the_environment_overrides_it(tmp_path, 
         applied["executor"] = os.environ.get("OPTBENCH_EXECUTOR")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("papermill.execute_notebook", record_environment)
+    monkeypatch.setattr("optbench.execution.execute_notebook", record_environment)
     for environment, expected in ((None, "pool"), ("serial", "serial")):
         if environment is None:
             monkeypatch.delenv("OPTBENCH_EXECUTOR", raising=False)
         else:
             monkeypatch.setenv("OPTBENCH_EXECUTOR", environment)
         with pytest.raises(KeyboardInterrupt):
-            book.execute_notebooks("cluster", tmp_path, log=lambda line: None)
+            book.execute_notebooks("cluster", tmp_path, only=["study1_optimizers"], log=lambda line: None)
         assert applied["executor"] == expected
 
 
