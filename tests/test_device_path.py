@@ -131,3 +131,30 @@ def test_a_cuda_run_trains_and_times_its_epochs_with_events(precision):
     assert all(row["seconds"] > 0 for row in record["epochs"])
     # the same draws and initial weights: the first epoch's loss agrees with the CPU's to rounding
     assert record["epochs"][0]["train_loss"] == pytest.approx(cpu_record["epochs"][0]["train_loss"], rel=0.02)
+
+
+def test_a_profiles_precision_reaches_every_chapters_runs_and_the_environment_wins(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from optbench import book
+    from optbench.studies import STUDIES
+
+    repository = Path(__file__).resolve().parents[1]
+    for item in ("notebooks", "profiles"):
+        shutil.copytree(repository / item, tmp_path / item)
+    smoke = (tmp_path / "profiles" / "smoke.yaml").read_text()
+    (tmp_path / "profiles" / "half.yaml").write_text("precision: bf16\n" + smoke)
+    for variable in ("OPTBENCH_PRECISION", "OPTBENCH_COMPILE_MODEL"):
+        monkeypatch.delenv(variable, raising=False)  # restored after the test: loading a profile sets them
+    plain = {name: STUDIES[name].planned_runs(STUDIES[name].settings_from(values))
+             for name, values in book.load_profile("smoke", tmp_path, check_data=False).items() if name in STUDIES}
+    assert {config.precision for configs in plain.values() for config in configs} == {"fp32"}
+    half = book.load_profile("half", tmp_path, check_data=False)
+    runs = [config for name, values in half.items() if name in STUDIES for config in STUDIES[name].planned_runs(STUDIES[name].settings_from(values))]
+    assert {config.precision for config in runs} == {"bf16"}
+    # a bf16 run is another run: none of them has an fp32 run's id
+    assert not {config.run_id for config in runs} & {config.run_id for configs in plain.values() for config in configs}
+    monkeypatch.setenv("OPTBENCH_PRECISION", "fp32")  # the environment wins over the profile
+    values = book.load_profile("half", tmp_path, check_data=False)["study1_optimizers"]
+    assert {config.precision for config in STUDIES["study1_optimizers"].planned_runs(STUDIES["study1_optimizers"].settings_from(values))} == {"fp32"}

@@ -22,7 +22,8 @@ from optbench.records import stored_config_id
 from optbench.cli import main as cli_main
 from optbench.config import RunConfig
 from optbench.records import stored_config_id
-from optbench.store import EPOCH_METRICS, ResultsStore, record_checksum, write_json_atomically
+from optbench.records import epoch_metrics
+from optbench.store import ResultsStore, record_checksum, write_json_atomically
 from optbench.studies import optimizer_comparison as study1
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def make_record(config: RunConfig, seconds_per_epoch: list[float], status: str =
     epochs, elapsed = [], 0.0
     for number, seconds in enumerate(seconds_per_epoch, start=1):
         elapsed += seconds
-        row = dict.fromkeys(EPOCH_METRICS, 0.5)
+        row = dict.fromkeys(epoch_metrics(config.to_dict()), 0.5)
         row.update(epoch=number, grad_evals=10 * number, seconds=seconds, elapsed_seconds=elapsed)
         epochs.append(row)
     return {"id": config.run_id, "config": config.to_dict(), "status": status,
@@ -95,8 +96,8 @@ def test_a_record_whose_configuration_the_code_no_longer_accepts_is_stale(store)
     record = make_record(config, [1.0, 1.0])
     record["config"]["hyperparameters"]["dampening"] = 0.0  # a setting an earlier code had and this one refuses
     record["id"] = stored_config_id(record["config"])  # the id that code gave it
-    record["checksum"] = record_checksum({**record, "schema": 1})
-    write_json_atomically(store.path_for(record["id"]), {**record, "schema": 1})
+    record["checksum"] = record_checksum({**record, "schema": 2})
+    write_json_atomically(store.path_for(record["id"]), {**record, "schema": 2})
     entry = plan.store_states(store)[record["id"]]
     assert entry.state == "stale" and entry.current_id is None and "'dampening'" in entry.reason
 

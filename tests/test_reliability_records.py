@@ -60,7 +60,7 @@ CORRUPTIONS = {
     "an edited loss": lambda content: edited(content, lambda r: set_path(r, ["epochs", 0, "train_loss"], 0.01)),
     "an edited status": lambda content: edited(content, lambda r: set_path(r, ["status"], "diverged")),
     "NaN in a metric": lambda content: content.replace(b'"train_loss": ', b'"train_loss": NaN, "was": ', 1),
-    "a newer schema": lambda content: resealed(content, lambda r: set_path(r, ["schema"], 2)),
+    "a newer schema": lambda content: resealed(content, lambda r: set_path(r, ["schema"], 3)),
     "a wrong type": lambda content: resealed(content, lambda r: set_path(r, ["epochs", 0, "grad_evals"], "many")),
     "a missing field": lambda content: resealed(content, lambda r: r.pop("provenance")),
     "an unknown optimizer": lambda content: resealed(content, lambda r: set_path(r, ["config", "optimizer"], "sgdx")),

@@ -229,3 +229,16 @@ def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_never_created(t
     with pytest.raises(OSError, match="the lock file is a symbolic link, not a regular file; remove it"):
         run_sweep([CONFIG], store, progress=False, executor="serial")
     assert not target.exists() and not store.path_for(CONFIG.run_id).exists()
+
+
+def test_a_record_in_the_first_format_is_stale_and_recomputed_in_the_current_one(original, tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    old = copy.deepcopy(original)
+    old["schema"] = 1
+    old["checksum"] = record_checksum(old)
+    write_record(store, old)
+    (entry,) = store.entries()
+    assert entry.state == "stale" and "record format 1" in entry.reason and entry.current_id == CONFIG.run_id
+    with pytest.warns(StaleRecordWarning):
+        (record,) = run_sweep([CONFIG], store, progress=False)
+    assert record["schema"] == 2 and store.entries()[0].state == "finished"

@@ -99,7 +99,7 @@ def test_lr_selection_uses_the_mean_over_seeds_and_never_a_diverged_lr():
     for lr, accuracies, status in ((0.001, [0.80, 0.80], "finished"), (0.01, [0.95, 0.60], "finished"),
                                    (0.1, [0.99, math.nan], "diverged")):
         for seed, accuracy in enumerate(accuracies):
-            rows.append({"label": "Adam", "lr": lr, "seed": seed, "final_accuracy": accuracy, "final_test_loss": 0.5,
+            rows.append({"label": "Adam", "lr": lr, "seed": seed, "final_accuracy": accuracy, "final_loss": 0.5,
                          "status": status if math.isnan(accuracy) else "finished"})
     chosen = study.choose_learning_rates(pd.DataFrame(rows))
     # 0.01 wins on seed 0 alone, 0.001 on the mean; 0.1 had a diverged run

@@ -172,7 +172,7 @@ def test_decay_jumps_are_found_from_the_recorded_learning_rate():
 def test_the_loss_minimum_is_per_seed():
     minimum = study.loss_minimum(_adahessian_frame([[1.0, 0.5, 0.7], [0.9, 0.8, 0.6], [1.0, 0.4, 0.4]]), LABEL["adahessian"])
     assert minimum["minimum_epoch"].tolist() == [2, 3, 2]  # a tie keeps the first epoch
-    assert minimum["final_test_loss"].tolist() == [0.7, 0.6, 0.4]
+    assert minimum["final_loss"].tolist() == [0.7, 0.6, 0.4]
     assert minimum["train_loss_at_minimum"].tolist() == pytest.approx([0.5, 1 / 3, 0.5])
     shown = study.overfitting_table(minimum)
     assert shown["final / minimum"].tolist() == ["×1.40", "×1.00", "×1.00"]

@@ -20,13 +20,13 @@ def _runs(losses: dict[str, float], seeds=SEEDS, spread=0.02, noise=None) -> pd.
         for position, seed in enumerate(seeds):
             wobble = 1 + spread * (seed - 1) + (noise[name][position] if noise and name in noise else 0.0)
             rows.append({"label": name, "run_id": f"{name}-{seed}", "seed": seed, "status": "finished", "diverged_epoch": None,
-                         "final_test_loss": loss * wobble, "final_accuracy": 0.9, "collapsed": False})
+                         "final_loss": loss * wobble, "final_accuracy": 0.9, "collapsed": False})
     return pd.DataFrame(rows)
 
 
 def _early(values: dict[str, float]) -> pd.DataFrame:
     runs = _runs(values)
-    return runs.rename(columns={"final_test_loss": "value"})[["label", "run_id", "seed", "value"]]
+    return runs.rename(columns={"final_loss": "value"})[["label", "run_id", "seed", "value"]]
 
 
 def _selection(diverged_without_bn: bool, settings: study.Settings) -> dict:
@@ -64,12 +64,12 @@ def test_numbers_shaped_like_the_report_support_every_claim():
 
 def test_contrary_numbers_contradict():
     lenet, early, deep, selection, metainit, settings = _report_like()
-    lenet.loc[lenet["label"] == label("svrg"), "final_test_loss"] *= 4  # SVRG ends far above SGD
+    lenet.loc[lenet["label"] == label("svrg"), "final_loss"] *= 4  # SVRG ends far above SGD
     early.loc[early["label"] == label("svrg"), "value"] /= 10  # SVRG leads early
-    deep[("resnet18", "batch")].loc[lambda frame: frame["label"] == label("svrg"), "final_test_loss"] = [0.20, 0.21, 0.205]
-    deep[("resnet101", "none")].loc[lambda frame: frame["label"] == label("svrg"), "final_test_loss"] = [1.5, 1.52, 1.55]
-    deep[("resnet18", "none")].loc[lambda frame: frame["label"] == label("adam"), "final_test_loss"] = [0.1, 0.1, 0.1]
-    metainit.loc[metainit["label"] == study.METAINIT_LABELS["svrg"], "final_test_loss"] *= 0.5
+    deep[("resnet18", "batch")].loc[lambda frame: frame["label"] == label("svrg"), "final_loss"] = [0.20, 0.21, 0.205]
+    deep[("resnet101", "none")].loc[lambda frame: frame["label"] == label("svrg"), "final_loss"] = [1.5, 1.52, 1.55]
+    deep[("resnet18", "none")].loc[lambda frame: frame["label"] == label("adam"), "final_loss"] = [0.1, 0.1, 0.1]
+    metainit.loc[metainit["label"] == study.METAINIT_LABELS["svrg"], "final_loss"] *= 0.5
     result = _verdicts(lenet, early, deep, _selection(False, settings), metainit, settings)
     assert result == {"C21": CONTRADICTED, "C22": CONTRADICTED, "C23": CONTRADICTED, "C24": CONTRADICTED,
                       "C25": CONTRADICTED, "C26": CONTRADICTED, "C27": CONTRADICTED}
@@ -120,7 +120,7 @@ def test_a_network_no_method_trained_beyond_chance_leaves_the_comparisons():
 
 def test_a_diverged_run_leaves_its_comparison():
     lenet, early, deep, selection, metainit, settings = _report_like()
-    lenet.loc[(lenet["label"] == label("sgd")) & (lenet["seed"] == 2), ["status", "final_test_loss"]] = ["diverged", math.nan]
+    lenet.loc[(lenet["label"] == label("sgd")) & (lenet["seed"] == 2), ["status", "final_loss"]] = ["diverged", math.nan]
     claims = {claim.id: claim for claim in study.check_claims(lenet, early, deep, selection, metainit, settings)}
     # SGD is left with two seeds: its comparisons fall back to Welch's test, the others stay paired
     evidence = claims["C21"].decision.evidence
@@ -153,7 +153,7 @@ def test_selection_takes_the_lowest_mean_held_out_loss_never_a_diverged_point():
     for setting, losses, status in (("lr 0.001", [0.5, 0.5, 0.5, 0.5], "finished"), ("lr 0.01", [0.2, 0.9, 0.9, 0.9], "finished"),
                                     ("lr 0.1", [0.1, 0.1, 0.1, math.nan], "diverged")):
         for fold, loss in enumerate(losses):
-            rows.append({"label": "Adam", "setting": setting, "seed": 0, "fold": fold, "final_test_loss": loss, "final_accuracy": 0.8,
+            rows.append({"label": "Adam", "setting": setting, "seed": 0, "fold": fold, "final_loss": loss, "final_accuracy": 0.8,
                          "status": status if math.isnan(loss) else "finished"})
     chosen = study.choose(pd.DataFrame(rows))
     # 0.01 wins on one fold, 0.001 on the mean over folds; 0.1 had a diverged fold
@@ -192,9 +192,9 @@ def test_the_early_budget_is_the_costliest_first_epoch_and_values_are_interpolat
 
 def test_selection_and_comparison_tables():
     runs = pd.DataFrame([
-        {"label": label("sgd"), "setting": "lr 0.1", "seed": 0, "status": "diverged", "diverged_epoch": 2, "final_test_loss": math.nan},
-        {"label": label("sgd"), "setting": "lr 0.01", "seed": 0, "status": "finished", "diverged_epoch": None, "final_test_loss": 0.4},
-        {"label": label("sgd"), "setting": "lr 0.01", "seed": 1, "status": "finished", "diverged_epoch": None, "final_test_loss": 0.6},
+        {"label": label("sgd"), "setting": "lr 0.1", "seed": 0, "status": "diverged", "diverged_epoch": 2, "final_loss": math.nan},
+        {"label": label("sgd"), "setting": "lr 0.01", "seed": 0, "status": "finished", "diverged_epoch": None, "final_loss": 0.4},
+        {"label": label("sgd"), "setting": "lr 0.01", "seed": 1, "status": "finished", "diverged_epoch": None, "final_loss": 0.6},
     ])
     chosen = pd.DataFrame({"setting": ["lr 0.01"]}, index=[label("sgd")])
     table = study.selection_table(runs, chosen, [label("sgd")], "validation")

@@ -201,3 +201,12 @@ def test_a_hessian_step_leaves_no_reference_cycle_warning():
         protocol.optimizer_step(optimizer, lambda: F.cross_entropy(model(inputs), targets), model)
     # the graph kept for the Hessian-vector product is gone with the gradients
     assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_a_run_on_a_held_out_split_names_its_metrics_validation_not_test():
+    on_validation = train(RunConfig(optimizer="sgd", num_epochs=1, validation_fraction=0.2, **TINY), progress=False)
+    on_test = train(RunConfig(optimizer="sgd", num_epochs=1, **TINY), progress=False)
+    row, test_row = on_validation["epochs"][0], on_test["epochs"][0]
+    assert {"validation_loss", "validation_accuracy", "validation_error"} <= set(row) and not any(key.startswith("test_") for key in row)
+    assert {"test_loss", "test_accuracy", "test_error"} <= set(test_row) and not any(key.startswith("validation_") for key in test_row)
+    assert row["validation_error"] == pytest.approx(1 - row["validation_accuracy"])

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from . import executors, store
+from .config import BUILD_OPTION_VARIABLES, PRECISIONS, build_options
 from .checks import check_not_number_as_text
 from .data import DatasetUnavailableError
 from . import chapter_results
@@ -33,7 +34,10 @@ PAGES = {name: (f"notebooks/{name}.md", f"book/{name}.ipynb")
          for name in ("methods", "intro", "summary", "reproducibility", "verification")}
 #: notebook name → (source under notebooks/, executed copy in the book tree): the registered studies, then the pages
 NOTEBOOKS = {**{name: (study.source, study.executed) for name, study in STUDIES.items()}, **PAGES}
-PROFILE_KEYS = ("description", "notebooks", "executor")
+#: a profile's build options: top-level keys that become environment variables of the build (unless set
+#: already: the environment wins) and so reach every chapter's runs and sweeps
+BUILD_OPTIONS = {"executor": executors.EXECUTOR_VARIABLE, **BUILD_OPTION_VARIABLES}
+PROFILE_KEYS = ("description", "notebooks", *BUILD_OPTIONS)
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 RESULTS_VARIABLE = "OPTBENCH_RESULTS_DIR"
 
@@ -143,6 +147,10 @@ def read_profile(profile: str, root: Path) -> dict[str, dict[str, Any]]:
         executors.check_executor_name(content.get("executor"), "executor")
     except ValueError as error:
         raise ProfileError(f"{path}: {error}") from None
+    if content.get("precision") is not None and content["precision"] not in PRECISIONS:
+        raise ProfileError(f"{path}: invalid precision {content['precision']!r}: allowed {', '.join(PRECISIONS)}")
+    if content.get("compile_model") is not None and not isinstance(content["compile_model"], bool):
+        raise ProfileError(f"{path}: invalid compile_model {content['compile_model']!r}: it must be true or false")
     if "notebooks" not in content:
         raise ProfileError(f"{path}: the profile has no 'notebooks:' key, so it would run every notebook with its built-in "
                            f"settings; give a mapping from notebook name to parameters (notebooks: {', '.join(NOTEBOOKS)})")
@@ -216,6 +224,7 @@ def load_profile(profile: str, root: Path, check_data: bool = True, overrides: d
     """
     root = Path(root)
     sections = read_profile(profile, root)
+    apply_build_options(profile, root)
     path = profile_path(profile, root)
     notebooks = list(NOTEBOOKS) if not notebooks else list(notebooks)
     unknown = sorted(set(notebooks) - set(NOTEBOOKS))
@@ -251,13 +260,24 @@ def check_environment() -> None:
         check_training_environment()
         executors.check_environment()  # the backend of the kernels' sweeps
         store.check_environment()  # the results directory
+        build_options()  # precision and compilation of every run
     except ValueError as error:
         raise ProfileError(str(error)) from None
 
 
-def read_profile_executor(profile: str, root: Path) -> str | None:
-    """The profile's ``executor`` key (checked by :func:`read_profile`), or None."""
-    return (yaml.safe_load(profile_path(profile, root).read_text()) or {}).get("executor")
+def apply_build_options(profile: str, root: Path) -> dict[str, str]:
+    """Set the environment variables of the profile's build options (:data:`BUILD_OPTIONS`) that are not set
+    already, so that this process and the kernels it starts build every run with them; return those set.
+
+    Called when the profile is loaded: checking, planning and executing then see the same configurations.
+    """
+    content = yaml.safe_load(profile_path(profile, root).read_text()) or {}
+    applied = {}
+    for key, variable in BUILD_OPTIONS.items():
+        value = content.get(key)
+        if value is not None and not os.environ.get(variable):
+            applied[variable] = os.environ[variable] = str(value).lower() if isinstance(value, bool) else str(value)
+    return applied
 
 
 def results_directory(root: Path) -> Path:
@@ -292,9 +312,6 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
     for line in plan.plan_lines(profile, parameters, names, results):
         log(line)
     log_path = execution.new_log_path(root)
-    executor = read_profile_executor(profile, root)
-    if executor and not os.environ.get(executors.EXECUTOR_VARIABLE):  # the kernels inherit the environment
-        os.environ[executors.EXECUTOR_VARIABLE] = executor
     seconds = {}
     with tempfile.TemporaryDirectory() as progress_directory:
         progress_file = Path(progress_directory) / "progress.log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -49,7 +50,12 @@ class RunConfig:
     uses the CPU's autocast (so a bf16 profile can be checked anywhere), though it runs slower than fp32
     on CPUs without bfloat16 instructions. ``compile_model`` compiles the model with ``torch.compile`` (on a CPU this needs a C++
     compiler; not with optimizers that backpropagate through their gradients, such as AdaHessian). Both
-    change a run's numbers, so both are part of the configuration.
+    change a run's numbers, so both are part of the configuration. Left unset (None) in code, both take the
+    build's options (:func:`build_options`: ``$OPTBENCH_PRECISION``, ``$OPTBENCH_COMPILE_MODEL``, which a
+    profile's top-level ``precision`` and ``compile_model`` keys set), so one switch applies to every run of
+    every chapter; compilation then skips the optimizers that cannot be compiled. A configuration read from a
+    dict (:meth:`from_dict`: a stored record, a worker's task) is complete as it is: an absent late setting
+    has its default there, whatever the build's options.
 
     The id hashes :meth:`to_dict`. Settings added after records existed (:data:`LATE_SETTINGS`) appear in
     it only when they differ from their default, so every configuration made before they were added keeps
@@ -74,10 +80,15 @@ class RunConfig:
     num_folds: int | None = None
     fold: int | None = None
     metainit_steps: int | None = None
-    precision: str = "fp32"
-    compile_model: bool = False
+    precision: str | None = None
+    compile_model: bool | None = None
 
     def __post_init__(self):
+        options = build_options()
+        if self.precision is None:
+            object.__setattr__(self, "precision", options["precision"])
+        if self.compile_model is None:
+            object.__setattr__(self, "compile_model", options["compile_model"] and not _needs_double_backward(self))
         self.validate()
         resolved = optim.resolve_hyperparameters(self.optimizer, **self.hyperparameters)
         object.__setattr__(self, "hyperparameters", _jsonable(resolved))
@@ -162,7 +173,7 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown run setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**{**LATE_SETTINGS, **values})
 
     @property
     def run_id(self) -> str:
@@ -175,6 +186,34 @@ class RunConfig:
 #: (and so of the hashed configuration) while they have these values, so that existing run ids never change.
 #: A setting added later joins this table with the default that reproduces the old behaviour.
 LATE_SETTINGS: dict[str, Any] = {"precision": "fp32", "compile_model": False, "num_folds": None, "fold": None, "metainit_steps": None}
+
+
+#: the build's options: environment variables that set a late setting of every run made in code
+BUILD_OPTION_VARIABLES = {"precision": "OPTBENCH_PRECISION", "compile_model": "OPTBENCH_COMPILE_MODEL"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def build_options() -> dict[str, Any]:
+    """``precision`` and ``compile_model`` of the build, from their environment variables (fp32 and False when
+    unset); ``ValueError`` naming a bad value and what is allowed."""
+    precision = os.environ.get(BUILD_OPTION_VARIABLES["precision"]) or LATE_SETTINGS["precision"]
+    if precision not in PRECISIONS:
+        raise ValueError(f"invalid {BUILD_OPTION_VARIABLES['precision']} {precision!r}: allowed {', '.join(PRECISIONS)}")
+    compile_text = os.environ.get(BUILD_OPTION_VARIABLES["compile_model"], "").strip().lower()
+    if compile_text not in _TRUE + _FALSE:
+        raise ValueError(f"invalid {BUILD_OPTION_VARIABLES['compile_model']} {compile_text!r}: allowed "
+                         f"{', '.join(repr(text) for text in _TRUE)} or {', '.join(repr(text) for text in _FALSE[1:])}")
+    return {"precision": precision, "compile_model": compile_text in _TRUE}
+
+
+def _needs_double_backward(config: "RunConfig") -> bool:
+    import torch
+
+    try:
+        optimizer = optim.make_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], **config.hyperparameters)
+    except (ValueError, TypeError):
+        return False  # validate() names the bad value
+    return bool(getattr(optimizer, "create_graph", False))
 
 
 def _positive_int(name: str, value: Any) -> None:

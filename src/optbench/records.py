@@ -27,16 +27,19 @@ import re
 
 import pandas as pd
 
-from .config import RunConfig, canonical_json
+from .config import LATE_SETTINGS, RunConfig, canonical_json
 
-SCHEMA_VERSION = 1
+#: 2: a run evaluated on a held-out part of its training split names those metrics ``validation_*`` (schema 1
+#: called every evaluation ``test_*``); a schema-1 record is stale, recomputed in the current format
+SCHEMA_VERSION = 2
 STATUSES = ("finished", "diverged")
 #: what judging a record can give; see the module docstring
 STATES = ("finished", "diverged", "stale", "corrupt")
-EPOCH_METRICS = (
-    "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_error",
-    "seconds", "elapsed_seconds", "grad_evals", "lr",
-)
+#: every epoch row's metrics, and those of the split it was evaluated on (:func:`epoch_metrics`)
+COMMON_METRICS = ("epoch", "train_loss", "train_accuracy", "seconds", "elapsed_seconds", "grad_evals", "lr")
+EVALUATION_METRICS = {split: (f"{split}_loss", f"{split}_accuracy", f"{split}_error") for split in ("test", "validation")}
+#: every metric an epoch row may hold (the columns of :func:`records_to_dataframe`)
+EPOCH_METRICS = (*COMMON_METRICS, *EVALUATION_METRICS["test"], *EVALUATION_METRICS["validation"])
 #: metrics that count (integers); every other metric is a real number, or null where it was not finite
 INTEGER_METRICS = ("epoch", "grad_evals")
 RECORD_KEYS = frozenset({"schema", "id", "config", "status", "diverged_epoch", "epochs", "provenance", "checksum"})
@@ -124,6 +127,19 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def evaluation_split(config: dict) -> str:
+    """The split a configuration's run is evaluated on: "validation" when it holds out part of its training
+    split (a validation fraction or a cross-validation fold), else "test"."""
+    held_out = (config.get("validation_fraction") or 0) > 0 or config.get("num_folds") is not None
+    return "validation" if held_out else "test"
+
+
+def epoch_metrics(config: dict, schema: int = SCHEMA_VERSION) -> tuple[str, ...]:
+    """The metrics every epoch row of a record of ``config`` holds (schema 1 named every evaluation ``test_*``)."""
+    split = "test" if schema == 1 else evaluation_split(config)
+    return (*COMMON_METRICS, *EVALUATION_METRICS[split])
+
+
 def check_record(record: object, run_id: str | None = None) -> None:
     """Raise ``ValueError`` saying what is wrong unless ``record`` is a valid, intact, current record (of ``run_id``).
 
@@ -138,7 +154,7 @@ def check_record(record: object, run_id: str | None = None) -> None:
     unknown = set(record) - RECORD_KEYS
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    if not _is_count(record["schema"]) or record["schema"] != SCHEMA_VERSION:
+    if not _is_count(record["schema"]) or record["schema"] not in (1, SCHEMA_VERSION):
         raise ValueError(f"schema {record['schema']!r}, expected {SCHEMA_VERSION}")
     try:
         checksum = record_checksum(record)
@@ -158,22 +174,30 @@ def check_record(record: object, run_id: str | None = None) -> None:
         raise ValueError(f"id {record['id']!r} does not match its configuration (which hashes to {stored_config_id(config)})")
     if not isinstance(record["provenance"], dict):
         raise ValueError("provenance is not a JSON object")
-    _check_epochs(record, config.get("num_epochs"))
+    _check_epochs(record, config)
     stale = stale_reason(config)
     if stale is not None:
         raise StaleRecordError(*stale)
+    if record["schema"] != SCHEMA_VERSION:
+        raise StaleRecordError(f"written by an older optbench in record format {record['schema']} (now {SCHEMA_VERSION}, which "
+                               "names the metrics of a held-out validation split validation_*, not test_*)", record["id"])
 
 
-def _check_epochs(record: dict, num_epochs: object) -> None:
+def _check_epochs(record: dict, config: dict) -> None:
+    num_epochs = config.get("num_epochs")
+    expected = set(epoch_metrics(config, record["schema"]))
     epochs = record["epochs"]
     if not isinstance(epochs, list):
         raise ValueError("epochs is not a list")
     for number, row in enumerate(epochs, start=1):
         if not isinstance(row, dict):
             raise ValueError(f"epoch row {number} is not a JSON object")
-        lacking = set(EPOCH_METRICS) - set(row)
+        lacking, extra = expected - set(row), set(row) - expected
         if lacking:
             raise ValueError(f"epoch row {number} lacks metric(s) {', '.join(sorted(lacking))}")
+        if extra:
+            raise ValueError(f"epoch row {number} holds metric(s) {', '.join(sorted(extra))} a run on its "
+                             f"{evaluation_split(config)} split does not have")
         for key, value in row.items():
             if key in INTEGER_METRICS:
                 if not _is_count(value):
@@ -254,11 +278,13 @@ def judge_record(content: bytes, run_id: str) -> Judgement:
 def records_to_dataframe(records: list[dict]) -> pd.DataFrame:
     """One row per (run, epoch): run id, status, flattened configuration and the epoch's metrics.
 
-    Metrics stored as null (not finite) are NaN.
+    Metrics stored as null (not finite) are NaN; a run's evaluation metrics are in the columns of its split
+    (``test_*`` or ``validation_*``), NaN in the other's.
     """
     rows = []
     for record in records:
-        config = record["config"]
+        # late settings a record leaves out have their defaults, so mixed stores give full columns
+        config = {**LATE_SETTINGS, **record["config"]}
         base = {
             "run_id": record["id"],
             "status": record["status"],
@@ -276,7 +302,9 @@ def records_to_dataframe(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
     for metric in EPOCH_METRICS:
-        if metric not in INTEGER_METRICS:
+        if metric not in frame:  # no run of this split among the records
+            frame[metric] = float("nan")
+        elif metric not in INTEGER_METRICS:
             frame[metric] = pd.to_numeric(frame[metric], errors="coerce").astype(float)
     return frame
 

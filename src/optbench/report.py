@@ -131,10 +131,21 @@ def reproduce_section(notebook: str, profile: str, parameters: dict) -> Markdown
         f".venv/bin/papermill {notebook}.ipynb {notebook}-executed.ipynb -y {shlex.quote(yaml_text)}",
         "```",
         "",
-        f"This page was built from git commit `{commit}` with {versions}, on {machine}.",
+        f"This page was built from git commit `{commit}` with {versions}, on {machine}. {build_options_sentence()}",
         "",
     ])
     return Markdown(text)
+
+
+def build_options_sentence() -> str:
+    """The build's options in words (precision, compilation, sweep backend), from the environment the build ran in."""
+    from .config import build_options
+
+    options = build_options()
+    backend = os.environ.get("OPTBENCH_EXECUTOR") or "the default (one process, a local pool for long sweeps)"
+    compiled = "compiled with torch.compile where the optimizer allows" if options["compile_model"] else "not compiled"
+    return (f"Every run trained in {options['precision']} with its model {compiled}, on the sweep backend {backend}; "
+            "profile keys or environment variables set these (README).")
 
 
 def _version(package: str) -> str:

@@ -31,6 +31,7 @@ from .progress import progress_bar
 
 from . import __version__, checkpoints, data, models, optim, protocol
 from .config import RunConfig, canonical_json
+from .records import evaluation_split
 from .optim.fused import COMPILERS, cpp_compiler
 
 #: the held-out validation split and the training subset are the same for every seed
@@ -373,22 +374,25 @@ def train_epoch(state: RunState, epoch: int, before_step=None) -> tuple[float, f
 def evaluate_epoch(state: RunState, epoch: int, train_loss: float, train_accuracy: float, seconds: float) -> dict:
     """Step the scheduler, evaluate, and append (and return) epoch ``epoch``'s row of metrics.
 
-    A non-finite training loss skips the evaluation (its test metrics are NaN).
+    The evaluation metrics are named by the split evaluated (:func:`optbench.records.evaluation_split`): ``test_*``, or
+    ``validation_*`` for a run holding out part of its training split. A non-finite training loss skips the
+    evaluation (its metrics are NaN).
     """
     current_lr = state.optimizer.param_groups[0].get("lr", float("nan"))
     if state.scheduler is not None:
         state.scheduler.step()
     if not math.isfinite(train_loss):
-        test_loss, test_accuracy = float("nan"), float("nan")
+        eval_loss, eval_accuracy = float("nan"), float("nan")
     else:
-        test_loss, test_accuracy = evaluate(state.model, state.eval_images, state.eval_labels, state.to_inputs, state.config.precision)
+        eval_loss, eval_accuracy = evaluate(state.model, state.eval_images, state.eval_labels, state.to_inputs, state.config.precision)
+    split = evaluation_split(state.config.to_dict())
     row = {
         "epoch": epoch + 1,
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
-        "test_loss": test_loss,
-        "test_accuracy": test_accuracy,
-        "test_error": 1.0 - test_accuracy,
+        f"{split}_loss": eval_loss,
+        f"{split}_accuracy": eval_accuracy,
+        f"{split}_error": 1.0 - eval_accuracy,
         "seconds": seconds,
         "elapsed_seconds": state.elapsed_seconds,
         "grad_evals": state.grad_evals,
@@ -439,8 +443,9 @@ def train(
                initial=start_epoch, total=config.num_epochs)
     for epoch in bar:
         row = evaluate_epoch(state, epoch, *train_epoch(state, epoch, before_step))
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['test_accuracy']:.3f}")
-        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+        split = evaluation_split(config.to_dict())
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row[f'{split}_accuracy']:.3f}")
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row[f"{split}_loss"])):
             status, diverged_epoch = "diverged", epoch + 1
         else:
             checkpoint_if_due(state, checkpoint_path, checkpoint_every, epoch)

@@ -107,17 +107,30 @@ def run_grid(grid: dict, store: ResultsStore, description: str, column: str) -> 
     return pd.concat([label_frame(frame, groups).assign(**{column: value}) for value, groups in grid.items()], ignore_index=True)
 
 
-def per_run_summary(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per (label, run): final and best test accuracy, epoch of best, median seconds per epoch,
-    first and final training loss, test-error variation, and whether the run diverged or collapsed.
+def evaluated_on(run: pd.DataFrame) -> str:
+    """The split a run was evaluated on: "validation" (a held-out fraction or cross-validation fold of the
+    training split: its records name the metrics ``validation_*``) or "test"."""
+    if "validation_accuracy" in run and run["validation_accuracy"].notna().any():
+        return "validation"
+    if "validation_loss" in run and run["validation_loss"].notna().any():
+        return "validation"
+    return "test"
 
+
+def per_run_summary(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per (label, run): final and best accuracy, epoch of best, median seconds per epoch, first and
+    final training loss, error variation, and whether the run diverged or collapsed.
+
+    Accuracy, ``final_loss`` and the error variation are on the split the run was evaluated on, named in
+    ``evaluated_on`` (:func:`evaluated_on`): the test set, or the held-out validation part of selection runs.
     Columns named in ``keep`` (a grid axis such as ``lr``) are carried over from the run's rows.
     """
     keep = list(keep)
     rows = []
     for (label, run_id, *kept), run in frame.groupby(["label", "run_id", *keep], sort=False):
         run = run.sort_values("epoch")
-        accuracy = run["test_accuracy"].to_numpy(dtype=float)
+        split = evaluated_on(run)
+        accuracy = run[f"{split}_accuracy"].to_numpy(dtype=float)
         finite = np.isfinite(accuracy)
         best_index = int(np.argmax(np.where(finite, accuracy, -np.inf))) if finite.any() else 0
         error = 1.0 - accuracy
@@ -130,6 +143,7 @@ def per_run_summary(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFra
             **dict(zip(keep, kept)),
             "seed": int(run["seed"].iloc[0]),
             "status": run["status"].iloc[0],
+            "evaluated_on": split,
             "diverged_epoch": run["diverged_epoch"].iloc[0] if diverged else None,
             "collapsed": bool(not diverged and math.isfinite(final) and best - final > COLLAPSE_DROP),
             "final_accuracy": final,
@@ -139,7 +153,7 @@ def per_run_summary(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFra
             "seconds_per_epoch": float(run["seconds"].median()),
             "first_train_loss": float(run["train_loss"].iloc[0]),
             "final_train_loss": float(run["train_loss"].iloc[-1]),
-            "final_test_loss": float(run["test_loss"].iloc[-1]),
+            "final_loss": float(run[f"{split}_loss"].iloc[-1]),
             # mean absolute epoch-to-epoch change of the test error over the second half: oscillation
             "test_error_variation": float(np.mean(np.abs(np.diff(second_half)))) if len(second_half) > 1 else math.nan,
         })

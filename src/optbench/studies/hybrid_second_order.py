@@ -395,7 +395,7 @@ def loss_minimum(frame: pd.DataFrame, label: str) -> pd.DataFrame:
         test_loss = run["test_loss"].to_numpy(dtype=float)
         at_minimum = int(np.nanargmin(test_loss))
         rows.append({"seed": int(seed), "minimum_epoch": int(run["epoch"].iloc[at_minimum]), "epochs": int(run["epoch"].iloc[-1]),
-                     "minimum_test_loss": float(test_loss[at_minimum]), "final_test_loss": float(test_loss[-1]),
+                     "minimum_test_loss": float(test_loss[at_minimum]), "final_loss": float(test_loss[-1]),
                      "train_loss_at_minimum": float(run["train_loss"].iloc[at_minimum]), "final_train_loss": float(run["train_loss"].iloc[-1])})
     return pd.DataFrame(rows)
 
@@ -406,8 +406,8 @@ def overfitting_table(minimum: pd.DataFrame) -> pd.DataFrame:
         "seed": minimum["seed"],
         "epoch of minimum test loss": [f"{m} of {n}" for m, n in zip(minimum["minimum_epoch"], minimum["epochs"])],
         "minimum test loss": [format_number(value, 3) for value in minimum["minimum_test_loss"]],
-        "final test loss": [format_number(value, 3) for value in minimum["final_test_loss"]],
-        "final / minimum": [f"×{final / low:.2f}" for final, low in zip(minimum["final_test_loss"], minimum["minimum_test_loss"])],
+        "final test loss": [format_number(value, 3) for value in minimum["final_loss"]],
+        "final / minimum": [f"×{final / low:.2f}" for final, low in zip(minimum["final_loss"], minimum["minimum_test_loss"])],
         "training loss at the minimum → final": [f"{a:.3f} → {b:.3f}" for a, b in zip(minimum["train_loss_at_minimum"], minimum["final_train_loss"])],
     })
 
@@ -664,7 +664,7 @@ def check_claims(runs: pd.DataFrame, frame: pd.DataFrame, timing: pd.DataFrame, 
                            f"(report 002: {REPORT_SCHEDULES['adahessian']['num_epochs']} epochs)")
     else:
         c18 = all_of([
-            decide_above(np.log(minimum["final_test_loss"] / minimum["minimum_test_loss"]), math.log(OVERFIT_RISE), level=LEVEL / 2,
+            decide_above(np.log(minimum["final_loss"] / minimum["minimum_test_loss"]), math.log(OVERFIT_RISE), level=LEVEL / 2,
                          describe=lambda value: f"final/minimum ×{math.exp(value) * OVERFIT_RISE:.2f}, ×{math.exp(value):.2f}", name="test loss"),
             decide_above(np.log(minimum["train_loss_at_minimum"] / minimum["final_train_loss"]), 0.0, level=LEVEL / 2,
                          describe=lambda value: f"÷{math.exp(value):.2f} after the test-loss minimum, log ratio {value:+.2f}", name="training loss"),

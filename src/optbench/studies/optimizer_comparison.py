@@ -219,7 +219,7 @@ def headlines(table_a: pd.DataFrame, table_b: pd.DataFrame, table_fc: pd.DataFra
 def choose_learning_rates(selection_runs: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer label: the lr of the grid with the highest mean final validation accuracy over the
     selection seeds (ties: the lower mean validation loss); an lr with a diverged run is never chosen."""
-    return select_by_mean(selection_runs, by="lr", score="final_accuracy", tie_break="final_test_loss")
+    return select_by_mean(selection_runs, by="lr", score="final_accuracy", tie_break="final_loss")
 
 
 def settings_rows(settings: Settings, profile: str) -> dict[str, str]:

@@ -301,7 +301,7 @@ def choose(selection_runs: pd.DataFrame) -> pd.DataFrame:
     """Per optimizer label: the grid point with the lowest mean final held-out loss over its runs (folds and
     seeds); ties: the higher mean held-out accuracy. A point with a diverged run is never chosen."""
     runs = selection_runs.assign(neg_accuracy=-selection_runs["final_accuracy"])
-    return select_by_mean(runs, by="setting", score="final_test_loss", tie_break="neg_accuracy", higher_is_better=False)
+    return select_by_mean(runs, by="setting", score="final_loss", tie_break="neg_accuracy", higher_is_better=False)
 
 
 def chosen_hyperparameters(grid: dict[str, RunGroups], chosen: pd.DataFrame) -> dict[str, dict]:
@@ -381,7 +381,7 @@ def selection_table(selection_runs: pd.DataFrame, chosen: pd.DataFrame, order: l
             mark = "✓"
         for setting, group in runs.groupby("setting", sort=False):
             diverged = group[group["status"] == "diverged"]
-            finished = group["final_test_loss"].to_numpy(dtype=float)
+            finished = group["final_loss"].to_numpy(dtype=float)
             smallest, largest = spread(finished)
             rows.append({
                 "optimizer": group_label, "setting": setting,
@@ -421,8 +421,8 @@ def results_display(table: pd.DataFrame) -> pd.DataFrame:
     """A results table (:func:`~optbench.studies.common.results_table` with final test loss and accuracy) as text."""
     shown = pd.DataFrame({"optimizer": list(table.index)})
     shown["final test loss, mean [95% interval]"] = [format_mean_interval(m, lo, hi, 3) for m, lo, hi in
-                                                     zip(table["final_test_loss"], table["final_test_loss_low"], table["final_test_loss_high"])]
-    shown["range over seeds"] = [format_spread(lo, hi, 3) for lo, hi in zip(table["final_test_loss_min"], table["final_test_loss_max"])]
+                                                     zip(table["final_loss"], table["final_loss_low"], table["final_loss_high"])]
+    shown["range over seeds"] = [format_spread(lo, hi, 3) for lo, hi in zip(table["final_loss_min"], table["final_loss_max"])]
     shown["final test accuracy (%), mean [95% interval]"] = [
         format_mean_interval(100 * m, 100 * lo, 100 * hi, 1)
         for m, lo, hi in zip(table["final_accuracy"], table["final_accuracy_low"], table["final_accuracy_high"])]
@@ -505,7 +505,7 @@ def cross_validation_figure(selection_runs: pd.DataFrame, storm_label: str = "ST
     lr_runs = selection_runs[selection_runs["label"] != storm_label]
     for group_label, runs in lr_runs.groupby("label", sort=False):
         runs = runs.assign(lr=runs["setting"].str.replace("lr ", "", regex=False).astype(float))
-        finished = runs[runs["status"] != "diverged"].groupby("lr")["final_test_loss"].mean()
+        finished = runs[runs["status"] != "diverged"].groupby("lr")["final_loss"].mean()
         look = styles.style(group_label)
         left.plot(finished.index, finished.to_numpy(), color=look.color, linestyle=look.linestyle, marker=look.marker, label=group_label)
         diverged = sorted(set(runs.loc[runs["status"] == "diverged", "lr"]))
@@ -520,7 +520,7 @@ def cross_validation_figure(selection_runs: pd.DataFrame, storm_label: str = "ST
     if len(storm):
         parts = storm["setting"].str.extract(r"c (?P<c>[^,]+), k (?P<k>.+)").astype(float)
         storm = storm.assign(c=parts["c"], k=parts["k"])
-        table = storm[storm["status"] != "diverged"].pivot_table(index="c", columns="k", values="final_test_loss", aggfunc="mean")
+        table = storm[storm["status"] != "diverged"].pivot_table(index="c", columns="k", values="final_loss", aggfunc="mean")
         table = table.reindex(index=sorted(set(storm["c"])), columns=sorted(set(storm["k"])))
         notes = table.map(lambda value: format_number(value, 2))
         for (c, k), runs in storm.groupby(["c", "k"]):
@@ -612,7 +612,7 @@ def _ratio(log_value: float) -> str:
     return f"×{math.exp(log_value):.2f}"
 
 
-def _log_loss(runs: pd.DataFrame, group_label: str, column: str = "final_test_loss") -> pd.Series:
+def _log_loss(runs: pd.DataFrame, group_label: str, column: str = "final_loss") -> pd.Series:
     values = seed_values(runs, group_label, column)
     return np.log(values.where(values > 0))
 
@@ -846,8 +846,8 @@ def headlines(lenet_table: pd.DataFrame, deep_tables: dict) -> dict[str, str]:
     from ..statistics import format_number
 
     found = {f"lowest final test loss, {setting_title('lenet5', None)}":
-             f"{lenet_table['final_test_loss'].idxmin()} ({format_number(lenet_table['final_test_loss'].min(), 3)})"}
+             f"{lenet_table['final_loss'].idxmin()} ({format_number(lenet_table['final_loss'].min(), 3)})"}
     for (network, norm), table in deep_tables.items():
         found[f"lowest final test loss, {setting_title(network, norm)}"] = (
-            f"{table['final_test_loss'].idxmin()} ({format_number(table['final_test_loss'].min(), 3)})")
+            f"{table['final_loss'].idxmin()} ({format_number(table['final_loss'].min(), 3)})")
     return found
