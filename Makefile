@@ -7,7 +7,7 @@ PYTHON3 ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: book test venv clean publish check-site
+.PHONY: book test test-cuda venv clean publish check-site
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ book: venv
 
 test: venv
 	$(PYTHON) -m pytest
+
+# the CUDA path (tests/cuda): on a machine with a CUDA device; it refuses to start on one without
+test-cuda: venv
+	$(PYTHON) -m pytest --cuda tests/cuda tests/test_device_path.py
 
 # every link relative and every internal link alive, so _build/html works from any web server
 check-site: venv

@@ -14,6 +14,35 @@ BIN = Path(sys.executable).parent
 SESSION_NOTES: list[str] = []
 
 
+def pytest_addoption(parser):
+    parser.addoption("--cuda", action="store_true",
+                     help="run the CUDA suite (tests/cuda, skipped from every other run); it fails without a CUDA device")
+
+
+def pytest_ignore_collect(collection_path, config):
+    # the CUDA suite runs only when asked for (`make test-cuda`), so a CPU run has no skipped checks
+    if collection_path.name == "cuda" and collection_path.parent == Path(__file__).parent and not config.getoption("--cuda"):
+        return True
+    return None
+
+
+def pytest_configure(config):
+    if config.getoption("--cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError("--cuda: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                                "run the CUDA suite on a machine with one")
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment(monkeypatch):
+    """Each test starts from the session's environment: loading a profile sets its build options'
+    variables (for the kernels it starts), and a test must not pass them on to the next."""
+    saved = dict(os.environ)
+    yield
+    monkeypatch.undo()  # first, or its own teardown would put back values a profile set during the test
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread_and_isolated_results(monkeypatch, tmp_path):
     """Tests never write into the user's results/ and run single-threaded (tiny tensors, shared CI cores)."""
@@ -65,6 +94,10 @@ def session_notes() -> list[str]:
     return SESSION_NOTES
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
+    if not config.getoption("--cuda"):
+        reason = "this machine has no CUDA device" if not torch.cuda.is_available() else "not asked for"
+        terminalreporter.write_line(f"the CUDA suite (tests/cuda) was not collected ({reason}): "
+                                    "`make test-cuda` runs it on a machine with a CUDA device")
     for note in SESSION_NOTES:
         terminalreporter.write_line(note)

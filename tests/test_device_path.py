@@ -1,7 +1,7 @@
 """The settings that change how a run computes (precision, compile_model) and the CUDA path of the training loop.
 
-On the CPU: validation, unchanged run ids, bf16 through the CPU's autocast, compilation. The CUDA tests skip
-on machines without a CUDA device.
+On the CPU: validation, unchanged run ids, bf16 through the CPU's autocast, compilation. The CUDA path has
+its own suite, tests/cuda (``make test-cuda`` on a machine with a CUDA device).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from optbench import data, training
 from optbench.config import LATE_SETTINGS, RunConfig
 from optbench.runs import run
 from optbench.store import ResultsStore
-from optbench.training import build_model, prepare_data, set_up, train
+from optbench.training import build_model, prepare_data, train
 
 TINY = dict(model="mlp", model_options={"hidden_sizes": [16]}, image_size=8, max_train_examples=200, batch_size=32)
-NO_CUDA = "needs a CUDA device; this machine has none"
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
 
 
 def test_settings_added_later_leave_existing_run_ids_unchanged():
@@ -94,45 +92,6 @@ def test_compile_model_on_the_cpu_compiles_and_agrees_with_the_eager_run():
         assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6)
 
 
-@needs_cuda
-def test_on_cuda_the_data_stays_uint8_on_the_gpu_and_model_and_inputs_are_channels_last():
-    config = RunConfig(optimizer="sgd", num_epochs=1, model="resnet18", model_options={"width": 0.0625}, image_size=8,
-                       max_train_examples=128, batch_size=32, augment=True)
-    state = set_up(config, "cuda")
-    assert state.train_images.is_cuda and state.train_images.dtype == torch.uint8 and state.eval_images.is_cuda
-    convolution = state.model.stem[0].weight
-    assert convolution.is_cuda and convolution.is_contiguous(memory_format=torch.channels_last)
-    inputs = state.to_inputs(state.train_images[:32])
-    assert inputs.is_cuda and inputs.is_contiguous(memory_format=torch.channels_last)
-
-
-@needs_cuda
-def test_on_cuda_the_epochs_draws_equal_the_cpus_and_augmentation_runs_on_the_gpu():
-    images = data.load_dataset("digits").train_images[:200]
-    on_cpu = data.epoch_batches(200, 32, torch.Generator().manual_seed(3), augment=True, device="cpu")
-    on_gpu = data.epoch_batches(200, 32, torch.Generator().manual_seed(3), augment=True, device="cuda")
-    gpu_images = images.cuda()
-    for cpu_batch, gpu_batch in zip(on_cpu, on_gpu, strict=True):
-        assert gpu_batch.index.is_cuda and torch.equal(gpu_batch.index.cpu(), cpu_batch.index)
-        augmented = data.crop_and_flip(gpu_images[gpu_batch.index], gpu_batch.offsets, gpu_batch.flips)
-        assert augmented.is_cuda
-        assert torch.equal(augmented.cpu(), data.crop_and_flip(images[cpu_batch.index], cpu_batch.offsets, cpu_batch.flips))
-
-
-@needs_cuda
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_cuda_run_trains_and_times_its_epochs_with_events(precision):
-    config = RunConfig(optimizer="adam", num_epochs=2, model="resnet18", model_options={"width": 0.0625}, image_size=8,
-                       max_train_examples=128, batch_size=32, augment=True, precision=precision)
-    record = train(config, device="cuda", progress=False)
-    cpu_record = train(config, device="cpu", progress=False)
-    assert record["status"] == "finished" and record["provenance"]["device"] != cpu_record["provenance"]["device"]
-    assert [row["grad_evals"] for row in record["epochs"]] == [row["grad_evals"] for row in cpu_record["epochs"]]
-    assert all(row["seconds"] > 0 for row in record["epochs"])
-    # the same draws and initial weights: the first epoch's loss agrees with the CPU's to rounding
-    assert record["epochs"][0]["train_loss"] == pytest.approx(cpu_record["epochs"][0]["train_loss"], rel=0.02)
-
-
 def test_a_profiles_precision_reaches_every_chapters_runs_and_the_environment_wins(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
@@ -146,7 +105,7 @@ def test_a_profiles_precision_reaches_every_chapters_runs_and_the_environment_wi
     smoke = (tmp_path / "profiles" / "smoke.yaml").read_text()
     (tmp_path / "profiles" / "half.yaml").write_text("precision: bf16\n" + smoke)
     for variable in ("OPTBENCH_PRECISION", "OPTBENCH_COMPILE_MODEL"):
-        monkeypatch.delenv(variable, raising=False)  # restored after the test: loading a profile sets them
+        monkeypatch.delenv(variable, raising=False)  # loading a profile sets them; conftest restores the environment
     plain = {name: STUDIES[name].planned_runs(STUDIES[name].settings_from(values))
              for name, values in book.load_profile("smoke", tmp_path, check_data=False).items() if name in STUDIES}
     assert {config.precision for configs in plain.values() for config in configs} == {"fp32"}
