@@ -76,17 +76,25 @@ def test_bad_values_are_refused_with_the_value_named():
         pp.scores(VALUES, tau_max=1.0)
 
 
-def test_profile_figure_draws_one_row_per_measure_and_one_column_per_panel():
+def test_profile_figure_draws_one_panel_per_family_wrapped_into_columns():
     matplotlib.use("Agg")
     labels = {"A": "Adam", "B": "SGD+momentum", "C": "RMSprop"}
     values = VALUES.rename(columns=labels)
-    panels = [("Adam family", ["Adam"]), ("others", ["SGD+momentum", "RMSprop"])]
-    fig = pp.profile_figure({"final test error": values, "seconds": values * 2}, look=styles.style, panels=panels)
+    panels = [("Adam family", ["Adam"]), ("others", ["SGD+momentum", "RMSprop"]), ("RMSprop alone", ["RMSprop"])]
+    fig = pp.profile_figure(values, look=styles.style, measure="final test error", panels=panels, columns=2)
     axes = [ax for ax in fig.axes if ax.axison]
-    assert len(axes) == 4
-    first = axes[0]
-    # the highlighted curve in its style's colour, the others grey behind it
-    colours = {line.get_label(): line.get_color() for line in first.get_lines() if line.get_label() in labels.values()}
+    assert [ax.get_title() for ax in axes] == ["Adam family", "others", "RMSprop alone"]
+    # two columns: the third panel starts the second row, under the first
+    first, second, third = (ax.get_position() for ax in axes)
+    assert first.y0 == pytest.approx(second.y0) and third.x0 == pytest.approx(first.x0) and third.y1 < first.y0
+    assert axes[0].get_ylabel().endswith("final test error") and axes[1].get_ylabel() == ""
+    # the highlighted curve in its style's colour, the others grey behind it; each panel's legend names its own
+    colours = {line.get_label(): line.get_color() for line in axes[0].get_lines() if line.get_label() in labels.values()}
     assert colours["Adam"] == styles.style("Adam").color and colours["RMSprop"] == styles.CONTEXT_GREY
-    assert first.get_xscale() == "log"
+    legends = [[text.get_text() for text in ax.get_legend().get_texts()] for ax in fig.axes if not ax.axison]
+    assert legends == [["Adam"], ["SGD+momentum", "RMSprop"], ["RMSprop"]]
+    assert axes[0].get_xscale() == "log"
+    # ρ(τ) at the right end of the axis is the share of workloads without a failure
+    adam = next(line for line in axes[0].get_lines() if line.get_label() == "Adam")
+    assert adam.get_ydata()[-1] == pytest.approx(pp.profile(values, [axes[0].get_xlim()[1]])["Adam"].iloc[0])
     matplotlib.pyplot.close(fig)

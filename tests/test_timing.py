@@ -59,7 +59,7 @@ def test_a_corrupt_stored_measurement_is_measured_again(tmp_path):
     path = store.root / "timings" / f"{timing.measurement_key(configs, 2, 1)}.json"
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    with pytest.warns(UserWarning, match="ignoring stored timing"):
+    with pytest.warns(UserWarning, match="ignoring stored measurement"):
         frame = timing.measure_step_seconds(configs, rounds=2, steps=1, store=store, progress=False)
     assert len(frame) == 2 and math.isfinite(frame["seconds_per_step"].sum())
 

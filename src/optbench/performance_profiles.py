@@ -111,67 +111,54 @@ def winner(values: pd.DataFrame, tau_max: float = TAU_MAX) -> str | None:
     return str(widest.index[0])
 
 
-def profile_figure(measures: dict[str, pd.DataFrame], look: Callable[[str], object], tau_max: float = TAU_MAX,
-                   panels: list[tuple[str, list[str]]] | None = None, panel_width: float = 3.3, panel_height: float = 2.6):
-    """One row of step curves :math:`\\rho_s(\\tau)` per measure (``{title: workloads × optimizers values}``).
+def profile_figure(values: pd.DataFrame, look: Callable[[str], object], measure: str, tau_max: float = TAU_MAX,
+                   panels: list[tuple[str, list[str]]] | None = None, columns: int = 2,
+                   panel_width: float = 3.6, panel_height: float = 2.6):
+    """The step curves :math:`\\rho_s(\\tau)` of one measure (``values``: workloads × optimizers), named ``measure``.
 
     ``look(label)`` gives each optimizer's :class:`~optbench.styles.Style`. With ``panels`` ((title, labels)
-    per column) each column shows its optimizers in colour against the others in grey, as the chapters'
-    small multiples do. The τ axis is logarithmic, from 1 past ``tau_max`` (a dashed line: the end of the
-    score's area) and past the largest finite ratio; a curve that never reaches 1 has failures.
+    each) the panels wrap into ``columns`` columns, as the chapters' small multiples do, each showing its
+    optimizers in colour against the others in grey with its own legend beneath. The τ axis is
+    logarithmic, from 1 past ``tau_max`` (a dashed line: the end of the score's area) and past the largest
+    finite ratio; a curve that never reaches 1 has failures.
     """
-    import matplotlib.pyplot as plt
     import matplotlib.ticker as mticker
 
+    from .plotting import small_multiples
     from .styles import CONTEXT_GREY
 
-    labels = list(dict.fromkeys(label for values in measures.values() for label in values.columns))
+    labels = list(values.columns)
     panels = panels if panels is not None else [("", labels)]
-    rows, columns = len(measures), len(panels)
-    legend_rows = max(len(members) for _, members in panels) if columns > 1 else math.ceil(len(labels) / 3)
-    legend_height = 0.22 * legend_rows + 0.3
-    fig = plt.figure(figsize=(panel_width * max(columns, 2), panel_height * rows + legend_height))
-    layout = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [legend_height])
-    handles_by_column = [[] for _ in range(columns)]
-    for row, (title, values) in enumerate(measures.items()):
-        ratios = performance_ratios(values)
-        finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())]
-        # past tau_max, so that its dashed line shows
-        right = max(tau_max * 1.25, float(finite.max()) * 1.05 if finite.size else 0.0)
-        taus = np.unique(np.concatenate([[1.0, right], np.clip(finite, 1.0, right)]))
-        curves = profile(values, taus)
-        first = None
-        for column, (panel_title, members) in enumerate(panels):
-            ax = fig.add_subplot(layout[row, column], sharey=first)
-            first = first or ax
-            for label in labels:
-                if label not in curves.columns or curves[label].isna().all():
-                    continue
-                shown = label in members
-                style = look(label)
-                line, = ax.step(curves.index, curves[label], where="post",
-                                color=style.color if shown else CONTEXT_GREY, linestyle=style.linestyle if shown else "-",
-                                marker=style.marker if shown else None, markevery=[-1], markersize=5,
-                                linewidth=1.6 if shown else 0.9, zorder=3 if shown else 1, label=label)
-                if shown and row == 0:
-                    handles_by_column[column].append(line)
-            ax.set_xscale("log", base=2)
-            ax.set_xlim(1.0, right)
-            ax.set_ylim(-0.03, 1.03)
-            ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.axvline(tau_max, color="black", linewidth=0.6, linestyle=(0, (3, 3)))
-            ax.set_xlabel("factor τ of the best")
-            if column == 0:
-                ax.set_ylabel(f"fraction of workloads\n{title}")
-            else:
-                ax.tick_params(labelleft=False)
-            if row == 0 and panel_title:
-                ax.set_title(panel_title, fontsize="medium")
-            if row < rows - 1:
-                ax.set_xlabel("")
-    for column, handles in enumerate(handles_by_column):
-        legend_ax = fig.add_subplot(layout[rows, column] if columns > 1 else layout[rows, :])
-        legend_ax.axis("off")
-        legend_ax.legend(handles=handles, loc="upper center", frameon=False, ncol=1 if columns > 1 else 3, fontsize="small")
+    ratios = performance_ratios(values)
+    finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())]
+    # past tau_max, so that its dashed line shows
+    right = max(tau_max * 1.25, float(finite.max()) * 1.05 if finite.size else 0.0)
+    taus = np.unique(np.concatenate([[1.0, right], np.clip(finite, 1.0, right)]))
+    curves = profile(values, taus)
+    fig, axes = small_multiples(panels, columns, panel_width, panel_height, sharey=True)
+    for position, ((panel_title, members), (ax, legend_ax)) in enumerate(zip(panels, axes)):
+        handles = []
+        for label in labels:
+            if curves[label].isna().all():
+                continue
+            shown = label in members
+            style = look(label)
+            line, = ax.step(curves.index, curves[label], where="post",
+                            color=style.color if shown else CONTEXT_GREY, linestyle=style.linestyle if shown else "-",
+                            marker=style.marker if shown else None, markevery=[-1], markersize=5,
+                            linewidth=1.6 if shown else 0.9, zorder=3 if shown else 1, label=label)
+            if shown:
+                handles.append(line)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(1.0, right)
+        ax.set_ylim(-0.03, 1.03)
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.axvline(tau_max, color="black", linewidth=0.6, linestyle=(0, (3, 3)))
+        ax.set_xlabel("factor τ of the best")
+        ax.set_ylabel(f"fraction of workloads\n{measure}" if position % min(columns, len(panels)) == 0 else "")
+        if panel_title:
+            ax.set_title(panel_title, fontsize="medium")
+        # long handles, so that dashed variants (report 003's plain SGD) show their dashes
+        legend_ax.legend(handles=handles, loc="upper center", frameon=False, ncol=1, fontsize="small", handlelength=3.5)
     fig.tight_layout()
     return fig

@@ -145,6 +145,25 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
     if len(metrics) != 1:
         return _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height)
     metric = metrics[0]
+    fig, axes = small_multiples(panels, columns, panel_width, panel_height, sharey=True)
+    for (title, members), (ax, legend_ax) in zip(panels, axes):
+        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
+        handles, names = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        if metric in log_y:
+            label_log_axis(ax)
+        ax.set_title(title, fontsize="medium")
+        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def small_multiples(panels: list[tuple[str, list[str]]], columns: int = 2, panel_width: float = 3.6,
+                    panel_height: float = 2.8, sharey: bool = True):
+    """A figure of small multiples: one axis per panel, wrapped into ``columns`` columns, each with a legend
+    axis under it as tall as its row's longest legend (one line per member). Returns (figure, [(axis, legend
+    axis)] in panel order). The panels share the x axis, and the y axis with ``sharey``, so they compare at
+    a glance; the legend axes are switched off, ready for a legend."""
     columns = min(columns, len(panels))
     rows = math.ceil(len(panels) / columns)
     legend_lines = [max(len(members) for _, members in panels[row * columns:(row + 1) * columns]) for row in range(rows)]
@@ -152,22 +171,15 @@ def curve_figure(frame: pd.DataFrame, metrics: list[str], x: str = "epoch", hue:
     fig = plt.figure(figsize=(panel_width * columns, panel_height * rows + sum(legend_heights)))
     layout = fig.add_gridspec(2 * rows, columns, height_ratios=[value for row in range(rows) for value in (panel_height, legend_heights[row])])
     first = None
-    for position, (title, members) in enumerate(panels):
+    axes = []
+    for position in range(len(panels)):
         row, column = divmod(position, columns)
-        # panels share the metric's axes, so families compare at a glance
-        ax = fig.add_subplot(layout[2 * row, column], sharex=first, sharey=first)
+        ax = fig.add_subplot(layout[2 * row, column], sharex=first, sharey=first if sharey else None)
         first = first or ax
-        metric_curves(frame, metric, x=x, hue=hue, ax=ax, log_y=metric in log_y, highlight=set(members), legend=True)
-        handles, names = ax.get_legend_handles_labels()
-        ax.get_legend().remove()
-        if metric in log_y:
-            label_log_axis(ax)
-        ax.set_title(title, fontsize="medium")
         legend_ax = fig.add_subplot(layout[2 * row + 1, column])
         legend_ax.axis("off")
-        legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
-    fig.tight_layout()
-    return fig
+        axes.append((ax, legend_ax))
+    return fig, axes
 
 
 def _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, panel_height):

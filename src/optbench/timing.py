@@ -18,24 +18,24 @@ and the measurement's settings), so executing a chapter again reuses it rather t
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import random
 import time
-import warnings
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .progress import progress_bar
 
 from . import data, protocol
 from .config import RunConfig, canonical_json
-from .store import ResultsStore, parse_record, write_json_atomically
+from .progress import progress_bar
+from .store import ResultsStore, load_measurement, save_measurement
 from .training import batch_inputs, configure_threads, full_gradient, new_run, precision_context, resolve_device
 
 #: 2: optimizers with a ``hessian_every`` pattern are timed over whole patterns
 TIMING_SCHEMA = 2
+#: the columns of a stored timing measurement
+TIMING_COLUMNS = ["label", "round", "seconds_per_step", "seconds_per_epoch"]
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -105,7 +105,7 @@ def measure_step_seconds(
     configure_threads()
     store = store if store is not None else ResultsStore()
     path = store.root / "timings" / f"{measurement_key(configs, rounds, steps)}.json"
-    stored = _load(path)
+    stored = load_measurement(path, TIMING_SCHEMA, TIMING_COLUMNS)
     if stored is not None:
         return stored
     device = resolve_device(device)
@@ -141,32 +141,15 @@ def measure_step_seconds(
     frame["label"] = pd.Categorical(frame["label"], categories=list(configs), ordered=True)
     frame = frame.sort_values(["label", "round"]).reset_index(drop=True)
     frame["label"] = frame["label"].astype(str)
-    write_json_atomically(path, {
-        "schema": TIMING_SCHEMA, "rows": frame.to_dict(orient="records"),
-        "provenance": {"device": str(device), "processor": platform.processor() or platform.machine(),
-                       "threads": torch.get_num_threads(), "torch": torch.__version__},
-    })
+    save_measurement(path, frame.to_dict(orient="records"), TIMING_SCHEMA,
+                     {"device": str(device), "processor": platform.processor() or platform.machine(),
+                      "threads": torch.get_num_threads(), "torch": torch.__version__})
     return frame
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _load(path) -> pd.DataFrame | None:
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        stored = parse_record(content)
-        if not isinstance(stored, dict) or stored.get("schema") != TIMING_SCHEMA:
-            raise ValueError("not a timing measurement of this version")
-        return pd.DataFrame(stored["rows"])[["label", "round", "seconds_per_step", "seconds_per_epoch"]]
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
-        warnings.warn(f"ignoring stored timing {path}: {error}; measuring again", stacklevel=3)
-        return None
 
 
 def ratio_to(frame: pd.DataFrame, reference: str, column: str = "seconds_per_epoch") -> pd.DataFrame:
