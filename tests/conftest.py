@@ -21,7 +21,8 @@ def pytest_addoption(parser):
 
 def pytest_ignore_collect(collection_path, config):
     # the CUDA suite runs only when asked for (`make test-cuda`), so a CPU run has no skipped checks
-    if collection_path.name == "cuda" and collection_path.parent == Path(__file__).parent and not config.getoption("--cuda"):
+    cuda_suite = Path(__file__).parent / "cuda"
+    if not config.getoption("--cuda") and cuda_suite in (collection_path, *collection_path.parents):
         return True
     return None
 
