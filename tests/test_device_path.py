@@ -6,6 +6,8 @@ its own suite, tests/cuda (``make test-cuda`` on a machine with a CUDA device).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,15 +107,24 @@ def test_a_profiles_precision_reaches_every_chapters_runs_and_the_environment_wi
     smoke = (tmp_path / "profiles" / "smoke.yaml").read_text()
     (tmp_path / "profiles" / "half.yaml").write_text("precision: bf16\n" + smoke)
     for variable in ("OPTBENCH_PRECISION", "OPTBENCH_COMPILE_MODEL"):
-        monkeypatch.delenv(variable, raising=False)  # loading a profile sets them; conftest restores the environment
-    plain = {name: STUDIES[name].planned_runs(STUDIES[name].settings_from(values))
-             for name, values in book.load_profile("smoke", tmp_path, check_data=False).items() if name in STUDIES}
-    assert {config.precision for configs in plain.values() for config in configs} == {"fp32"}
-    half = book.load_profile("half", tmp_path, check_data=False)
-    runs = [config for name, values in half.items() if name in STUDIES for config in STUDIES[name].planned_runs(STUDIES[name].settings_from(values))]
-    assert {config.precision for config in runs} == {"bf16"}
+        monkeypatch.delenv(variable, raising=False)
+
+    def planned(profile):
+        return [config for name, values in book.load_profile(profile, tmp_path, check_data=False).items() if name in STUDIES
+                for config in STUDIES[name].planned_runs(STUDIES[name].settings_from(values))]
+
+    with book.profile_environment("smoke", tmp_path):
+        plain = planned("smoke")
+    assert {config.precision for config in plain} == {"fp32"}
+    with book.profile_environment("half", tmp_path) as applied:
+        runs = planned("half")
+    assert applied == {"OPTBENCH_PRECISION": "bf16"} and {config.precision for config in runs} == {"bf16"}
     # a bf16 run is another run: none of them has an fp32 run's id
-    assert not {config.run_id for config in runs} & {config.run_id for configs in plain.values() for config in configs}
+    assert not {config.run_id for config in runs} & {config.run_id for config in plain}
+    # leaving the profile leaves the environment as it was: the next profile in this process is fp32 again
+    assert "OPTBENCH_PRECISION" not in os.environ
+    with book.profile_environment("smoke", tmp_path):
+        assert {config.precision for config in planned("smoke")} == {"fp32"}
     monkeypatch.setenv("OPTBENCH_PRECISION", "fp32")  # the environment wins over the profile
-    values = book.load_profile("half", tmp_path, check_data=False)["study1_optimizers"]
-    assert {config.precision for config in STUDIES["study1_optimizers"].planned_runs(STUDIES["study1_optimizers"].settings_from(values))} == {"fp32"}
+    with book.profile_environment("half", tmp_path):
+        assert {config.precision for config in planned("half")} == {"fp32"}

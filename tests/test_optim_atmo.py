@@ -273,3 +273,11 @@ def test_registered_defaults():
 def test_invalid_hyperparameters_raise(hyperparameters, name):
     with pytest.raises(ValueError, match=name):
         ATMO(tiny_model().parameters(), **hyperparameters)
+
+
+def test_the_registry_builds_atmo_with_its_amsgrad_option():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = make_optimizer("atmo", [parameter], amsgrad=True)
+    parameter.grad = torch.full((3,), 0.5)
+    optimizer.step()
+    assert optimizer.defaults["amsgrad"] is True and any("max" in key for key in optimizer.state[parameter])

@@ -83,8 +83,7 @@ def test_differences_inside_the_noise_are_inconclusive():
     noisy.loc[noisy["label"] == "AMSGrad", "seconds_per_epoch"] = (
         noisy.loc[noisy["label"] == "Adam", "seconds_per_epoch"].to_numpy() * np.array([1.3, 0.8, 1.25, 0.78, 1.2, 0.85]))
     result = _verdicts(runs_a, fc, noisy)
-    assert result["C10"] == INCONCLUSIVE and result["C3"] in (INCONCLUSIVE, CONTRADICTED)
-    assert result["C3"] != SUPPORTED
+    assert result["C10"] == INCONCLUSIVE and result["C3"] == INCONCLUSIVE
 
 
 def test_one_seed_decides_nothing_about_accuracy():

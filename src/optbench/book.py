@@ -11,12 +11,14 @@ a build needs and what the store holds.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+from unittest import mock
 
 import yaml
 
@@ -133,6 +135,12 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
 
 def read_profile(profile: str, root: Path) -> dict[str, dict[str, Any]]:
     """The per-notebook sections of a profile file, after checking its shape (not yet its values)."""
+    sections = profile_content(profile, root)["notebooks"] or {}
+    return {name: dict(sections.get(name) or {}) for name in NOTEBOOKS}
+
+
+def profile_content(profile: str, root: Path) -> dict[str, Any]:
+    """A profile file's content, after checking its shape and its build options (not yet the notebooks' values)."""
     path = profile_path(profile, root)
     content = read_yaml(path.read_text(), str(path))
     if content is None:
@@ -165,7 +173,7 @@ def read_profile(profile: str, root: Path) -> dict[str, dict[str, Any]]:
         if section is not None and not isinstance(section, dict):
             raise ProfileError(f"{path}: notebooks.{name} {section!r} is a {type(section).__name__}; it must be a mapping "
                                "from parameter name to value, like '{num_epochs: 2}'")
-    return {name: dict(sections.get(name) or {}) for name in NOTEBOOKS}
+    return content
 
 
 def read_overrides(pairs: list[tuple[str, str]] = (), files: list[str] = ()) -> dict[str, Any]:
@@ -224,7 +232,6 @@ def load_profile(profile: str, root: Path, check_data: bool = True, overrides: d
     """
     root = Path(root)
     sections = read_profile(profile, root)
-    apply_build_options(profile, root)
     path = profile_path(profile, root)
     notebooks = list(NOTEBOOKS) if not notebooks else list(notebooks)
     unknown = sorted(set(notebooks) - set(NOTEBOOKS))
@@ -265,19 +272,23 @@ def check_environment() -> None:
         raise ProfileError(str(error)) from None
 
 
-def apply_build_options(profile: str, root: Path) -> dict[str, str]:
-    """Set the environment variables of the profile's build options (:data:`BUILD_OPTIONS`) that are not set
-    already, so that this process and the kernels it starts build every run with them; return those set.
+@contextlib.contextmanager
+def profile_environment(profile: str, root: Path) -> Iterator[dict[str, str]]:
+    """Within the block, the environment variables of the profile's build options (:data:`BUILD_OPTIONS`)
+    that are not set already are set, so that this process and the kernels it starts build every run with
+    them; yields those set. On leaving, the environment is as it was (whatever the block set too), so a
+    later profile in the same process starts from the same environment.
 
-    Called when the profile is loaded: checking, planning and executing then see the same configurations.
+    Checking, planning and executing a profile run inside it and so see the same configurations.
     """
-    content = yaml.safe_load(profile_path(profile, root).read_text()) or {}
-    applied = {}
-    for key, variable in BUILD_OPTIONS.items():
-        value = content.get(key)
-        if value is not None and not os.environ.get(variable):
-            applied[variable] = os.environ[variable] = str(value).lower() if isinstance(value, bool) else str(value)
-    return applied
+    content = profile_content(profile, root)
+    with mock.patch.dict(os.environ):
+        applied = {}
+        for key, variable in BUILD_OPTIONS.items():
+            value = content.get(key)
+            if value is not None and not os.environ.get(variable):
+                applied[variable] = os.environ[variable] = str(value).lower() if isinstance(value, bool) else str(value)
+        yield applied
 
 
 def results_directory(root: Path) -> Path:
@@ -304,20 +315,21 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
     if output is not None and len(names) != 1:
         raise ProfileError(f"--output {str(output)!r} names one executed notebook; give exactly one --notebook "
                            f"(got {len(names)}: {', '.join(names)})")
+    # the variables set here (build options, results, progress file, output folder) are for the kernels; none outlives the call
     check_environment()
-    parameters = load_profile(profile, root, overrides=overrides, notebooks=names)
-    results = results_directory(root)
-    # the kernels inherit it: a relative or empty value would put records under the kernel's working directory
-    os.environ[RESULTS_VARIABLE] = str(results)
-    for line in plan.plan_lines(profile, parameters, names, results):
-        log(line)
-    log_path = execution.new_log_path(root)
-    seconds = {}
-    with tempfile.TemporaryDirectory() as progress_directory:
-        progress_file = Path(progress_directory) / "progress.log"
-        # the kernels inherit it: their bars reach this terminal, not the executed notebooks
-        os.environ[PROGRESS_FILE_VARIABLE] = str(progress_file)
-        try:
+    with profile_environment(profile, root):
+        parameters = load_profile(profile, root, overrides=overrides, notebooks=names)
+        results = results_directory(root)
+        # the kernels inherit it: a relative or empty value would put records under the kernel's working directory
+        os.environ[RESULTS_VARIABLE] = str(results)
+        for line in plan.plan_lines(profile, parameters, names, results):
+            log(line)
+        log_path = execution.new_log_path(root)
+        seconds = {}
+        with tempfile.TemporaryDirectory() as progress_directory:
+            progress_file = Path(progress_directory) / "progress.log"
+            # the kernels inherit it: their bars reach this terminal, not the executed notebooks
+            os.environ[PROGRESS_FILE_VARIABLE] = str(progress_file)
             with ProgressRelay(progress_file):
                 for name in names:
                     source, target = (root / part for part in NOTEBOOKS[name])
@@ -331,9 +343,6 @@ def execute_notebooks(profile: str, root: Path | str = ".", only: list[str] | No
                     execution.execute_notebook(name, source, target, parameters[name], cwd=root, log_path=log_path)
                     seconds[name] = time.perf_counter() - started
                     log(f"  {name}: {seconds[name]:.1f} s")
-        finally:
-            os.environ.pop(PROGRESS_FILE_VARIABLE, None)
-            os.environ.pop(chapter_results.OUTPUT_DIR_VARIABLE, None)
     return seconds
 
 

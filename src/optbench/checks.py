@@ -58,3 +58,9 @@ def check_not_number_as_text(name: str, value: Any) -> None:
     if found is not None:
         raise ValueError(f"invalid {name} {value!r}: YAML reads {found} as text, not as a number; write it with a decimal "
                          f"point and a signed exponent, like {yaml_number(found)}")
+
+
+def check_count(name: str, value, minimum: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum`` (a bool is not)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"invalid {name} {value!r}: {name} must be an integer >= {minimum}")

@@ -83,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    from . import plan
-
     if arguments.command == "optimizers":
         for name in optim.available():
             extras = optim.spec(name).extra_hyperparameters
@@ -100,7 +98,18 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "execute":
         seconds = book.execute_notebooks(arguments.profile, root, notebooks, overrides=overrides, output=arguments.output)
         print(f"executed {len(seconds)} notebook(s) in {sum(seconds.values()):.1f} s")
-    elif arguments.command == "check-profile":
+    else:
+        with book.profile_environment(arguments.profile, root):
+            _profile_command(arguments, root, overrides, notebooks)
+    return 0
+
+
+def _profile_command(arguments: argparse.Namespace, root: Path, overrides: dict, notebooks: list[str] | None) -> None:
+    """check-profile, parameters, plan and status, inside the profile's environment (its build options set the
+    configurations they check and count)."""
+    from . import plan
+
+    if arguments.command == "check-profile":
         book.load_profile(arguments.profile, root, overrides=overrides, notebooks=notebooks)
         book.check_environment()
         print(f"profile {arguments.profile!r} is valid: {', '.join(book.NOTEBOOKS)}")
@@ -121,7 +130,6 @@ def _run(arguments: argparse.Namespace) -> int:
         parameters = book.load_profile(arguments.profile, root, check_data=False)
         for line in plan.status_table(arguments.profile, parameters, book.results_directory(root)):
             print(line)
-    return 0
 
 
 def _clean(arguments: argparse.Namespace, root: Path) -> int:

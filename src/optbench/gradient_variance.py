@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data, protocol
+from .checks import check_count
 from .config import RunConfig, canonical_json
 from .progress import progress_bar
 from .store import ResultsStore, load_measurement, save_measurement
@@ -43,8 +44,8 @@ def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _trace_of_covariance(samples: torch.Tensor) -> float:
-    centred = samples - samples.mean(dim=0, keepdim=True)
-    return float((centred * centred).sum() / (samples.shape[0] - 1))
+    # the trace is the sum of the coordinates' unbiased variances
+    return float(samples.var(dim=0).sum())
 
 
 def estimator_variances(
@@ -110,11 +111,6 @@ def measurement_key(config: RunConfig, points_per_epoch: int, num_batches: int) 
     return "variance-" + hashlib.sha256(canonical_json(content).encode()).hexdigest()[:16]
 
 
-def _check_count(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"invalid {name} {value!r}: {name} must be an integer >= {minimum}")
-
-
 def measure_along_training(
     config: RunConfig,
     points_per_epoch: int = 2,
@@ -133,8 +129,8 @@ def measure_along_training(
     """
     from .training import configure_threads, prepare_data, resolve_device, train
 
-    _check_count("points_per_epoch", points_per_epoch, 1)
-    _check_count("num_batches", num_batches, 2)
+    check_count("points_per_epoch", points_per_epoch, 1)
+    check_count("num_batches", num_batches, 2)
     config.validate()
     if config.optimizer != "svrg":
         raise ValueError(f"invalid optimizer {config.optimizer!r} for the variance measurement: it measures 'svrg' runs")

@@ -198,19 +198,25 @@ def _metric_by_panel_grid(frame, metrics, x, hue, log_y, panels, panel_width, pa
             ax.get_legend().remove()
             if metric in log_y:
                 label_log_axis(ax)
-            if column > 0:
-                ax.set_ylabel("")
-                ax.tick_params(labelleft=False)
-            if row == 0:
-                ax.set_title(title, fontsize="medium")
-            if row < rows - 1:
-                ax.set_xlabel("")
+            _label_grid_axis(ax, row, column, rows, title)
             if row == rows - 1:
                 legend_ax = fig.add_subplot(layout[rows, column])
                 legend_ax.axis("off")
                 legend_ax.legend(handles, names, loc="upper center", frameon=False, ncol=1, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def _label_grid_axis(ax, row: int, column: int, rows: int, title: str) -> None:
+    """In a metric × panel grid only the first column names the y axis, the top row the panel, the bottom
+    row the x axis: the rows share their y axis, the columns their x quantity."""
+    if column > 0:
+        ax.set_ylabel("")
+        ax.tick_params(labelleft=False)
+    if row == 0:
+        ax.set_title(title, fontsize="medium")
+    if row < rows - 1:
+        ax.set_xlabel("")
 
 
 def _metric_row(frame, metrics, x, hue, log_y, panel_width, panel_height):
@@ -330,13 +336,7 @@ def faceted_curve_figure(frame: pd.DataFrame, metrics: list[str], facet: str, fa
                 legend.remove()
             if metric in log_y:
                 label_log_axis(ax)
-            if column > 0:
-                ax.set_ylabel("")
-                ax.tick_params(labelleft=False)
-            if row == 0:
-                ax.set_title(facet_titles(value) if facet_titles else str(value), fontsize="medium")
-            if row < rows - 1:
-                ax.set_xlabel("")
+            _label_grid_axis(ax, row, column, rows, facet_titles(value) if facet_titles else str(value))
     legend_ax = fig.add_subplot(layout[rows, :])
     legend_ax.axis("off")
     shown = [label for label in labels if label in handles_by_label]

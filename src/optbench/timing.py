@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import random
+import statistics
 import time
 
 import pandas as pd
@@ -27,20 +28,17 @@ import torch
 import torch.nn.functional as F
 
 from . import data, protocol
+from .checks import check_count
 from .config import RunConfig, canonical_json
 from .progress import progress_bar
 from .store import ResultsStore, load_measurement, save_measurement
 from .training import batch_inputs, configure_threads, full_gradient, new_run, precision_context, resolve_device
 
-#: 2: optimizers with a ``hessian_every`` pattern are timed over whole patterns
-TIMING_SCHEMA = 2
+#: 2: optimizers with a ``hessian_every`` pattern are timed over whole patterns; 3: a round's step time is
+#: the median of its steps (the upper middle one before, for an even count)
+TIMING_SCHEMA = 3
 #: the columns of a stored timing measurement
 TIMING_COLUMNS = ["label", "round", "seconds_per_step", "seconds_per_epoch"]
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"invalid {name} {value!r}: {name} must be an integer >= {minimum}")
 
 
 class _Stepper:
@@ -96,8 +94,8 @@ def measure_step_seconds(
     ``seconds_per_epoch`` (steps per epoch × seconds per step, plus the snapshot's time for SVRG).
     The measurement is loaded from ``store`` when it is there, else taken and stored.
     """
-    _check_count("rounds", rounds, 2)
-    _check_count("steps", steps, 1)
+    check_count("rounds", rounds, 2)
+    check_count("steps", steps, 1)
     if not configs:
         raise ValueError("invalid configs {}: give at least one labelled configuration to time")
     for config in configs.values():
@@ -132,7 +130,7 @@ def measure_step_seconds(
                 stepper.snapshot()
                 _synchronize(device)
                 snapshot_seconds = time.perf_counter() - started
-            per_step = sorted(durations)[len(durations) // 2]
+            per_step = statistics.median(durations)
             rows.append({"label": label, "round": round_number, "seconds_per_step": per_step,
                          "seconds_per_epoch": per_step * stepper.steps_per_epoch + snapshot_seconds})
             bar.update(1)

@@ -441,9 +441,9 @@ def train(
     start_epoch = len(state.epochs)
     bar = progress_bar(range(start_epoch, config.num_epochs), desc=config.run_id, leave=False, disable=not progress,
                initial=start_epoch, total=config.num_epochs)
+    split = evaluation_split(config.to_dict())
     for epoch in bar:
         row = evaluate_epoch(state, epoch, *train_epoch(state, epoch, before_step))
-        split = evaluation_split(config.to_dict())
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row[f'{split}_accuracy']:.3f}")
         if not (math.isfinite(row["train_loss"]) and math.isfinite(row[f"{split}_loss"])):
             status, diverged_epoch = "diverged", epoch + 1

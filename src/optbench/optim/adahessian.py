@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import torch
 
-from .atmo import check_betas, check_nonnegative, is_number, parameters_by_step, sqrt_into, work_buffers
-from .registry import register
+from .atmo import check_nonnegative, parameters_by_step, sqrt_into, work_buffers
+from .registry import check_betas, is_number, register
 
 HUTCHINSON_STATE_KEY = "hutchinson"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .adahessian import HutchinsonDiagonal, adahessian_moments, check_hessian_hyperparameters
+from ._moments import betas_as_tuple
 from .atmo import AdaptiveDirection, MixedOptimizer
 from .registry import register
 
@@ -42,7 +43,7 @@ class AdaSGD(HutchinsonDiagonal, MixedOptimizer):
     ):
         check_hessian_hyperparameters(hessian_power, hessian_every, seed)
         defaults = dict(
-            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            lr=lr, momentum=momentum, betas=betas_as_tuple(betas), eps=eps,
             weight_decay=weight_decay, hessian_power=hessian_power, sgd_weight=sgd_weight,
             adam_weight=adam_weight, dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs,
         )

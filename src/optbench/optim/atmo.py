@@ -44,27 +44,15 @@ from dataclasses import dataclass
 import torch
 
 # shared with Padam and AdaBelief; AdaHessian imports sqrt_into and work_buffers from here
-from ._moments import add_into, power_, sqrt_into, work_buffers  # noqa: F401
+from ._moments import add_into, betas_as_tuple, power_, sqrt_into, work_buffers  # noqa: F401
 from . import fused
 from .fused import check_fused
-from .registry import register
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+from .registry import check_betas, is_number, register
 
 
 def check_nonnegative(name: str, value) -> None:
     if not is_number(value) or not value >= 0:
         raise ValueError(f"invalid {name} {value!r}: {name} must be a number >= 0")
-
-
-def check_betas(betas) -> None:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
-    for index, beta in enumerate(betas):
-        if not is_number(beta) or not 0.0 <= beta < 1.0:
-            raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
 
 
 def parameters_by_step(optimizer: torch.optim.Optimizer, group: dict, init_state) -> dict[int, list[torch.Tensor]]:
@@ -335,7 +323,7 @@ class ATMO(MomentMixedOptimizer):
         fused: bool = False,
     ):
         defaults = dict(
-            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            lr=lr, momentum=momentum, betas=betas_as_tuple(betas), eps=eps,
             weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
             dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, amsgrad=amsgrad, fused=fused,
         )
@@ -360,5 +348,5 @@ register(
         "sgd_weight": 0.5, "adam_weight": 0.5, "dynamic_weights": False, "dynamic_epochs": None,
     },
     "ATMO: Adam mixed with SGD momentum, constant or dynamic weights (Landro et al. 2021)",
-    extra_hyperparameters=("fused",),
+    extra_hyperparameters=("amsgrad", "fused"),
 )

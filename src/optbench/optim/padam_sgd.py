@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 
-from .atmo import AdaptiveForm, MomentMixedOptimizer, is_number
-from .registry import register
+from ._moments import betas_as_tuple
+from .atmo import AdaptiveForm, MomentMixedOptimizer
+from .registry import is_number, register
 
 
 class PadamSGD(MomentMixedOptimizer):
@@ -42,7 +43,7 @@ class PadamSGD(MomentMixedOptimizer):
         if not is_number(p) or not 0.0 < p <= 0.5:
             raise ValueError(f"invalid p {p!r}: p must lie in (0, 1/2]")
         defaults = dict(
-            lr=lr, momentum=momentum, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            lr=lr, momentum=momentum, betas=betas_as_tuple(betas), eps=eps,
             weight_decay=weight_decay, sgd_weight=sgd_weight, adam_weight=adam_weight,
             dynamic_weights=dynamic_weights, dynamic_epochs=dynamic_epochs, p=p, amsgrad=amsgrad, fused=fused,
         )

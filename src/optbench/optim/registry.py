@@ -110,8 +110,18 @@ SHARED_RANGES = {
 }
 
 
-def _is_real(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or a float (a bool is not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_betas(betas) -> None:
+    """Raise ``ValueError`` unless ``betas`` is a pair of numbers in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
+    for index, beta in enumerate(betas):
+        if not is_number(beta) or not 0.0 <= beta < 1.0:
+            raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
 
 
 def check_common_hyperparameters(hyperparameters: dict[str, Any]) -> None:
@@ -124,20 +134,15 @@ def check_common_hyperparameters(hyperparameters: dict[str, Any]) -> None:
         check_finite(key, value)
     if "lr" in hyperparameters:
         lr = hyperparameters["lr"]
-        if not _is_real(lr) or not lr > 0:
+        if not is_number(lr) or not lr > 0:
             raise ValueError(f"invalid lr {lr!r}: the learning rate must be a number > 0")
     for key, (lowest, highest, highest_included, allowed) in SHARED_RANGES.items():
         if key in hyperparameters:
             value = hyperparameters[key]
-            if not _is_real(value) or not (lowest <= value and (value <= highest if highest_included else value < highest)):
+            if not is_number(value) or not (lowest <= value and (value <= highest if highest_included else value < highest)):
                 raise ValueError(f"invalid {key} {value!r}: {key} must be a number {allowed}")
     if "betas" in hyperparameters:
-        betas = hyperparameters["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"invalid betas {betas!r}: betas must be a pair (beta1, beta2) in [0, 1)")
-        for index, beta in enumerate(betas):
-            if not _is_real(beta) or not 0.0 <= beta < 1.0:
-                raise ValueError(f"invalid betas[{index}] {beta!r}: each beta must lie in [0, 1)")
+        check_betas(hyperparameters["betas"])
 
 
 def make_optimizer(name: str, params, **hyperparameters: Any) -> torch.optim.Optimizer:

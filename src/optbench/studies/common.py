@@ -215,11 +215,6 @@ def seed_values(runs: pd.DataFrame, label: str, metric: str) -> pd.Series:
     return group.set_index("seed")[metric].astype(float)
 
 
-def values_by_label(runs: pd.DataFrame, labels: Iterable[str], metric: str) -> dict[str, pd.Series]:
-    """:func:`seed_values` of each label."""
-    return {label: seed_values(runs, label, metric) for label in labels}
-
-
 def unusual_runs(runs: pd.DataFrame) -> list[str]:
     """One phrase per diverged or collapsed run, naming it, for the chapter's text."""
     notes = []

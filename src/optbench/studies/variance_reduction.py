@@ -26,7 +26,7 @@ from ..config import RunConfig
 from ..statistics import format_mean_interval, format_number, format_spread, mean_interval, spread
 from ..verdicts import LEVEL, Claim, Decision, all_of, decide_above, decide_equivalent, decide_greater, not_testable
 from . import Study
-from .common import RunGroups, all_configs, seed_values, select_by_mean
+from .common import RunGroups, all_configs, is_positive_number, is_seed, seed_values, select_by_mean
 
 #: registry names in the chapter's order
 LENET_OPTIMIZERS = ("adam", "sgd", "adagrad", "svrg", "storm")
@@ -87,19 +87,11 @@ for (_network, _norm), (_color, _dashes, _marker) in VARIANCE_LOOKS.items():
     styles.register_variant(setting_title(_network, _norm), "svrg", color=_color, dashes=_dashes, marker=_marker)
 
 
-def _is_seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
 def _check_seeds(name: str, values) -> None:
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"invalid {name} {values!r}: give a non-empty list of integers >= 0")
     for value in values:
-        if not _is_seed(value):
+        if not is_seed(value):
             raise ValueError(f"invalid {name} {values!r}: every entry must be an integer >= 0, got {value!r}")
     if len(set(values)) != len(values):
         raise ValueError(f"invalid {name} {values!r}: the seeds must differ")
@@ -130,7 +122,7 @@ def _check_grids(name: str, grids, optimizers) -> None:
                 raise ValueError(f"invalid {name}[{optimizer!r}][{axis!r}] {values!r}: an empty grid; give a non-empty "
                                  "list of numbers > 0")
             for value in values:
-                if not _is_positive_number(value):
+                if not is_positive_number(value):
                     raise ValueError(f"invalid {name}[{optimizer!r}][{axis!r}] {values!r}: every entry must be a finite "
                                      f"number > 0, got {value!r}")
             if len(set(values)) != len(values):
@@ -200,7 +192,7 @@ class Settings:
         if not isinstance(self.validation_fraction, (int, float)) or not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"invalid validation_fraction {self.validation_fraction!r}: it must lie in (0, 1)")
         for name in ("resnet18_width", "resnet101_width"):
-            if not _is_positive_number(getattr(self, name)):
+            if not is_positive_number(getattr(self, name)):
                 raise ValueError(f"invalid {name} {getattr(self, name)!r}: the width multiplier must be a number > 0")
         _check_grids("shallow_grids", self.shallow_grids, LENET_OPTIMIZERS)
         _check_grids("resnet18_grids", self.resnet18_grids, DEEP_OPTIMIZERS)
@@ -483,6 +475,13 @@ def early_budget(frame: pd.DataFrame) -> float:
     over its runs), so every method has been measured by then."""
     first = frame[frame["epoch"] == 1].groupby("label")["grad_evals"].mean()
     return float(first.max())
+
+
+def epoch_cost_ratio(frame: pd.DataFrame, label: str, reference: str = SGD_LABEL) -> float:
+    """``label``'s gradient evaluations in its first epoch over ``reference``'s (means over their runs): what
+    an epoch costs it, counted as in the figures, relative to SGD's."""
+    first = frame[frame["epoch"] == 1].groupby("label")["grad_evals"].mean()
+    return float(first[label] / first[reference])
 
 
 def _legend_below(fig, axes, ncol: int = 4) -> None:
