@@ -34,17 +34,6 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def _restore_environment(monkeypatch):
-    """Each test starts from the session's environment: loading a profile sets its build options'
-    variables (for the kernels it starts), and a test must not pass them on to the next."""
-    saved = dict(os.environ)
-    yield
-    monkeypatch.undo()  # first, or its own teardown would put back values a profile set during the test
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture(autouse=True)
 def _one_thread_and_isolated_results(monkeypatch, tmp_path):
     """Tests never write into the user's results/ and run single-threaded (tiny tensors, shared CI cores)."""
     monkeypatch.setenv("OPTBENCH_RESULTS_DIR", str(tmp_path / "results"))

@@ -153,9 +153,11 @@ def test_a_profile_names_the_backend_and_the_environment_overrides_it(tmp_path, 
             monkeypatch.delenv("OPTBENCH_EXECUTOR", raising=False)
         else:
             monkeypatch.setenv("OPTBENCH_EXECUTOR", environment)
+        before = dict(os.environ)
         with pytest.raises(KeyboardInterrupt):
             book.execute_notebooks("cluster", tmp_path, only=["study1_optimizers"], log=lambda line: None)
         assert applied["executor"] == expected
+        assert dict(os.environ) == before  # what the kernels were given does not outlive the call
 
 
 def test_an_error_in_a_worker_reaches_the_driver(tmp_path):
